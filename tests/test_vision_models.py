@@ -11,7 +11,7 @@ from hpcml.vision.models import (MODELS, VCNN1, build_model,  # noqa: E402
                                  orientation_pooled_scores)
 
 
-@pytest.mark.parametrize("name, shape", [("voxnet", (12, 12, 12)), ("vcnn1", (20, 20, 20)),
+@pytest.mark.parametrize("name, shape", [("voxnet", (12, 12, 12)), ("vcnn1", (22, 22, 22)),
                                          ("vcnn2", (16, 16, 16)), ("mvcnn", (3, 8, 8))])
 def test_forward_backward_small(name, shape):
     torch.manual_seed(0)
@@ -31,8 +31,16 @@ def test_full_size_vcnn1_feature_maps():
     assert feats.shape == (1, 512, 2, 2, 2)
 
 
+@pytest.mark.parametrize("name", ["voxnet", "vcnn1", "vcnn2"])
+def test_min_size_is_exact(name):
+    cls = MODELS[name]
+    build_model(name, 2, (cls.min_size,) * 3, width=0.05)
+    with pytest.raises(ValueError, match=f"at least {cls.min_size} per side"):
+        build_model(name, 2, (cls.min_size - 1,) * 3, width=0.05)
+
+
 @pytest.mark.parametrize("name, shape, words", [
-    ("voxnet", (8, 8, 8), "too small"), ("vcnn1", (18, 18, 18), "too small"),
+    ("voxnet", (8, 8, 8), "too small"), ("vcnn1", (21, 21, 21), "too small"),
     ("vcnn2", (10, 10, 10), "too small"), ("mvcnn", (12, 4, 4), "at least 8"),
     ("vcnn1", (30, 30, 20), "cubic"), ("mvcnn", (12, 32, 16), "(views, size, size)"),
     ("resnet", (30, 30, 30), "unknown model")])

@@ -67,10 +67,10 @@ class VoxNet(_Classifier):
     two convolutions and the hidden fully connected layer in the paper, here one
     ``dropout`` after the hidden layer (default 0.4) and ``conv_dropout``
     (default 0.2) after each convolution.  The paper's grid is 32³; any grid of
-    at least 12 works.
+    at least 11 works.
     """
 
-    min_size = 12
+    min_size = 11
 
     def __init__(self, n_classes, grid=32, width=1.0, dropout=0.4, conv_dropout=0.2):
         super().__init__()
@@ -94,7 +94,7 @@ class VCNN1(_Classifier):
     grid the feature maps are 13³, 5³ and 2³.
     """
 
-    min_size = 19
+    min_size = 22
 
     def __init__(self, n_classes, grid=30, width=1.0, dropout=0.5):
         super().__init__()
@@ -140,7 +140,7 @@ class VCNN2(_Classifier):
     (→ 3³), fc 1024 → fc classes, dropout (default 0.5) before the last layer.
     """
 
-    min_size = 15
+    min_size = 13
 
     def __init__(self, n_classes, grid=30, width=1.0, dropout=0.5):
         super().__init__()
