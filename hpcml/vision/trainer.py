@@ -87,20 +87,21 @@ def broadcast_parameters(model, comm):
 
 def _state_arrays(model, optimizer):
     """Replicated checkpoint content: parameters, buffers and momentum buffers."""
-    out = {f"model/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    # Flat names: the checkpoint helper stores each key as one dataset (no sub-groups).
+    out = {f"model.{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
     for i, p in enumerate(model.parameters()):
         buf = optimizer.state.get(p, {}).get("momentum_buffer")
         if buf is not None:
-            out[f"momentum/{i}"] = buf.detach().cpu().numpy()
+            out[f"momentum.{i}"] = buf.detach().cpu().numpy()
     return out
 
 
 def _load_state(model, optimizer, arrays, device):
-    state = {k[len("model/"):]: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()
-             if k.startswith("model/")}
+    state = {k[len("model."):]: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()
+             if k.startswith("model.")}
     model.load_state_dict(state)
     for i, p in enumerate(model.parameters()):
-        key = f"momentum/{i}"
+        key = f"momentum.{i}"
         if key in arrays:
             optimizer.state[p]["momentum_buffer"] = torch.from_numpy(
                 np.array(arrays[key])).to(device)
@@ -117,7 +118,7 @@ def check_checkpoint_matches(meta, arrays, model, arch):
                          collective=True)
     state = model.state_dict()
     for k, v in state.items():
-        saved = arrays.get(f"model/{k}")
+        saved = arrays.get(f"model.{k}")
         if saved is None or tuple(np.shape(saved)) != tuple(v.shape):
             got = None if saved is None else tuple(np.shape(saved))
             raise InputError(f"checkpoint does not fit this {arch}: parameter {k} has shape "
