@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from hpcml.io.mesh import Mesh
+from hpcml.kernels import JIT
 
 MODES = {"depth": 0, "shaded": 1}
 
@@ -63,7 +64,7 @@ def camera_frames(directions):
     return frames
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _render_kernel(verts, faces, frames, size, fill, mode, out):
     """Rasterise every view of a normalised mesh into ``out`` (n_views, size, size)."""
     n_views = frames.shape[0]
@@ -72,7 +73,7 @@ def _render_kernel(verts, faces, frames, size, fill, mode, out):
     zbuf = np.empty((size, size))
     px = np.empty((verts.shape[0], 3))
     for view in range(n_views):
-        zbuf[:, :] = np.inf
+        zbuf[:, :] = 1e300  # finite: the shared flags (fastmath) assume no infinities
         for v in range(verts.shape[0]):
             x = verts[v, 0] * frames[view, 0, 0] + verts[v, 1] * frames[view, 0, 1] \
                 + verts[v, 2] * frames[view, 0, 2]

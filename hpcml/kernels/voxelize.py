@@ -22,9 +22,10 @@ import numpy as np
 from numba import njit
 
 from hpcml.io.mesh import Mesh
+from hpcml.kernels import JIT
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _axis_separates(ax, ay, az, v0, v1, v2, half):
     """True when the axis (ax, ay, az) separates the triangle from the box at the origin."""
     p0 = ax * v0[0] + ay * v0[1] + az * v0[2]
@@ -34,7 +35,7 @@ def _axis_separates(ax, ay, az, v0, v1, v2, half):
     return min(p0, min(p1, p2)) > r or max(p0, max(p1, p2)) < -r
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _tri_box_overlap(v0, v1, v2, half):
     """Separating-axis test of a triangle (already relative to the box centre) and a cube."""
     for k in range(3):
@@ -60,7 +61,7 @@ def _tri_box_overlap(v0, v1, v2, half):
     return not _axis_separates(nx, ny, nz, v0, v1, v2, half)
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _surface_kernel(tri, occ):
     """Set every voxel of ``occ`` whose unit cube meets a triangle of ``tri`` (voxel coords)."""
     g0, g1, g2 = occ.shape
@@ -96,7 +97,7 @@ def _surface_kernel(tri, occ):
                         occ[i, j, k] = 1
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _fill_kernel(occ):
     """Set every empty voxel not 6-connected to the boundary through empty voxels."""
     g0, g1, g2 = occ.shape
