@@ -165,7 +165,7 @@ def _model_or_input_error(name, n_classes, shape, width, dropout):
     try:
         return build_model(name, n_classes, shape, width=width, dropout=dropout)
     except ValueError as exc:
-        raise InputError(f"{name}: {exc}", collective=True) from None
+        raise InputError(str(exc), collective=True) from None
 
 
 def _require_torch():
@@ -204,7 +204,7 @@ def run_train(args, comm):
     train_idx, val_idx = validation_split(full.y, args.val_fraction, args.seed)
     data, val = full.subset(train_idx), full.subset(val_idx)
     torch.manual_seed(args.seed)
-    model = _model_or_input_error(args.model, len(full.classes), full.sample_shape[1:],
+    model = _model_or_input_error(args.model, len(full.classes), full.sample_shape,
                                   args.width, args.dropout)
     if model.input_kind != full.kind:
         raise InputError(f"{args.model} takes {model.input_kind} but {args.data} holds {full.kind}",
@@ -229,9 +229,10 @@ def run_train(args, comm):
     for k, v in model.state_dict().items():
         small[f"params/{k}"] = v.detach().cpu().numpy()
     meta = {"model": args.model, "width": args.width, "dropout": args.dropout,
-            "classes": json.dumps(full.classes), "sample_shape": json.dumps(full.sample_shape[1:]),
+            "classes": full.classes, "sample_shape": list(full.sample_shape),
             "kind": full.kind, "val_fraction": args.val_fraction, "seed": args.seed}
-    write_output(args.output, comm, small=small if comm.rank == 0 else {}, attrs=meta,
+    write_output(args.output, comm, small=small if comm.rank == 0 else {},
+                 attrs={"model": args.model, "cnn_model": json.dumps(meta)},
                  params=vars_for_provenance(args))
     return {**summary, "output": args.output}
 
@@ -241,17 +242,16 @@ def vars_for_provenance(args):
 
 
 def load_model_file(path, comm):
-    """Read a model file on every rank: (attrs dict, state arrays, stored scores)."""
+    """Read a model file on every rank: (description dict, state arrays, stored scores)."""
     content = None
     with comm.guard():
         if not os.path.exists(path):
             raise InputError(f"{path}: no such file")
         try:
             with comm.io(), h5py.File(path, "r") as handle:
-                if "model" not in handle.attrs or "params" not in handle:
+                if "cnn_model" not in handle.attrs or "params" not in handle:
                     raise InputError(f"{path}: not a model file from `hpcml cnn train`")
-                attrs = {k: (v.decode() if isinstance(v, bytes) else v)
-                         for k, v in handle.attrs.items()}
+                attrs = json.loads(handle.attrs["cnn_model"])
                 params = {k: v[()] for k, v in handle["params"].items()}
                 scores = {f"{g}/{k}": handle[g][k][()] for g in ("val", "test") if g in handle
                           for k in handle[g]}
@@ -271,17 +271,16 @@ def run_eval(args, comm):
 
     attrs, params, _ = load_model_file(args.model_file, comm)
     test = load_split(args.data, "test", comm)
-    classes = json.loads(attrs["classes"])
+    classes = attrs["classes"]
     if classes != test.classes:
         raise InputError(f"{args.model_file} was trained on classes {classes}, "
                          f"{args.data} has {test.classes}", collective=True)
-    dropout = attrs.get("dropout")
-    model = _model_or_input_error(attrs["model"], len(classes), tuple(json.loads(
-        attrs["sample_shape"])), float(attrs["width"]), None if dropout is None else float(dropout))
-    if tuple(json.loads(attrs["sample_shape"])) != test.sample_shape[1:]:
-        raise InputError(f"{args.model_file} expects samples of shape "
-                         f"{json.loads(attrs['sample_shape'])}, {args.data} has "
-                         f"{list(test.sample_shape[1:])}", collective=True)
+    shape = tuple(attrs["sample_shape"])
+    if shape != test.sample_shape:
+        raise InputError(f"{args.model_file} expects samples of shape {list(shape)}, "
+                         f"{args.data} has {list(test.sample_shape)}", collective=True)
+    model = _model_or_input_error(attrs["model"], len(classes), shape, attrs["width"],
+                                  attrs["dropout"])
     model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in params.items()})
     metrics = evaluate(model, test, comm)
     summary = None
