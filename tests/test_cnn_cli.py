@@ -1,0 +1,174 @@
+"""``hpcml data shapes|voxelize|render`` and ``hpcml cnn train|eval|fuse`` end to end under mpiexec."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import hpcml
+from hpcml.vision.shapes import generate_tree
+
+pytest.importorskip("torch", reason="the cnn extra (torch) is not installed")
+pytestmark = pytest.mark.mpi
+
+CLASSES = ["bottle", "chair", "table"]
+VOX = ["--grid", 14, "--object-size", 12, "--orientations", 2]
+TRAIN = ["--model", "voxnet", "--width", 0.25, "--epochs", 2, "--batch", 8, "--lr", 0.05]
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cnn") / "shapes"
+    generate_tree(root, n_train=5, n_test=2, seed=4, classes=CLASSES)
+    return root
+
+
+@pytest.fixture(scope="module")
+def voxels(tree):
+    out = tree.parent / "vox.h5"
+    result = hpcml(2, "data", "voxelize", tree, "--output", out, *VOX, "--json")
+    assert result.returncode == 0, result
+    summary = json.loads(result.stdout)
+    assert summary["train"] == {"objects": 15, "skipped": 0}
+    return out
+
+
+def test_voxelize_output_matches_the_kernel(tree, voxels):
+    from hpcml.io.off import read_off
+    from hpcml.kernels.voxelize import voxelize_orientations
+
+    with h5py.File(voxels) as f:
+        assert f.attrs["kind"] == "voxels" and f.attrs["ranks"] == 2
+        assert [c.decode() for c in f["classes"][()]] == CLASSES
+        x, y, idx = f["train/x"][()], f["train/y"][()], f["train/file_index"][()]
+        files = [p.decode() for p in f["train/files"][()]]
+    assert x.shape == (15, 2, 14, 14, 14) and x.dtype == np.uint8
+    np.testing.assert_array_equal(y, np.repeat([0, 1, 2], 5))
+    for row in (0, 7, 14):
+        expected = voxelize_orientations(read_off(files[idx[row]]), 2, grid=14, object_size=12)
+        np.testing.assert_array_equal(x[row], expected)
+
+
+def test_train_eval_fuse(voxels, tmp_path):
+    model = tmp_path / "voxnet.h5"
+    result = hpcml(2, "cnn", "train", "--data", voxels, *TRAIN, "--val-fraction", 0.4,
+                   "--seed", 3, "--output", model, "--json")
+    assert result.returncode == 0, result
+    summary = json.loads(result.stdout)
+    assert len(summary["epochs"]) == 2 and 0 <= summary["test_accuracy"] <= 1
+    with h5py.File(model) as f:
+        assert f["val/scores"].shape == (6, 3) and f["test/scores"].shape == (6, 3)
+        np.testing.assert_allclose(f["test/scores"][()].sum(1), 1.0, rtol=1e-5)
+
+    result = hpcml(1, "cnn", "eval", model, "--data", voxels, "--json")
+    assert result.returncode == 0, result
+    ev = json.loads(result.stdout)
+    assert ev["accuracy"] == pytest.approx(summary["test_accuracy"])
+    assert np.array(ev["confusion"]).sum() == 6 and set(ev["per_class_accuracy"]) == set(CLASSES)
+
+    # Fusing a network with itself: every weighting scores the same; the search must say so.
+    result = hpcml(2, "cnn", "fuse", model, model, "--step", 0.25, "--json")
+    assert result.returncode == 0, result
+    fused = json.loads(result.stdout)
+    assert np.isclose(sum(fused["weights"]), 1.0)
+    assert fused["fused_test_accuracy"] == pytest.approx(summary["test_accuracy"])
+
+
+def test_render_output_matches_the_kernel(tree, tmp_path):
+    from hpcml.io.off import read_off
+    from hpcml.kernels.render import render_views
+
+    views = tmp_path / "views.h5"
+    result = hpcml(2, "data", "render", tree, "--output", views, "--size", 16, "--mode", "depth")
+    assert result.returncode == 0, result
+    with h5py.File(views) as f:
+        x, idx = f["test/x"][()], f["test/file_index"][()]
+        files = [p.decode() for p in f["test/files"][()]]
+    assert x.shape == (6, 1, 12, 16, 16)
+    expected = render_views(read_off(files[idx[3]]), 12, 16, "depth")
+    np.testing.assert_array_equal(x[3, 0], np.rint(expected * 255).astype(np.uint8))
+
+
+def test_grid_too_small(voxels):
+    result = hpcml(2, "cnn", "train", "--data", voxels, "--model", "vcnn1", "--epochs", 1,
+                   "--output", "unused.h5")
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "VCNN1 cannot take input" in lines[0] and "at least 22" in lines[0]
+
+
+def test_bad_mesh_fail_or_skip(tree, tmp_path):
+    import shutil
+
+    bad_root = tmp_path / "bad"
+    shutil.copytree(tree, bad_root)
+    victim = bad_root / "chair" / "train" / "chair_0002.off"
+    victim.write_text("OFF\n4 2 0\n0 0 0\n1 0 0\n0 1 0\n")
+    result = hpcml(2, "data", "voxelize", bad_root, "--output", tmp_path / "v.h5", *VOX)
+    assert result.returncode == 2, result
+    line = result.stderr.strip().splitlines()
+    assert len(line) == 1 and "chair_0002.off:5: truncated file" in line[0]
+    assert not os.path.exists(tmp_path / "v.h5")
+    result = hpcml(2, "data", "voxelize", bad_root, "--output", tmp_path / "v.h5", *VOX,
+                   "--on-bad-mesh", "skip", "--json")
+    assert result.returncode == 0, result
+    assert "skipped unreadable mesh" in result.stderr and "chair_0002.off" in result.stderr
+    assert json.loads(result.stdout)["train"] == {"objects": 14, "skipped": 1}
+    # A class whose only meshes are unreadable is empty.
+    for f in (bad_root / "bottle" / "test").iterdir():
+        f.write_text("garbage\n")
+    result = hpcml(2, "data", "voxelize", bad_root, "--output", tmp_path / "w.h5", *VOX,
+                   "--on-bad-mesh", "skip")
+    assert result.returncode == 2 and "class 'bottle' has no usable meshes in split 'test'" \
+        in result.stderr, result
+
+
+def test_checkpoint_of_other_architecture_is_refused(voxels, tmp_path):
+    ck = tmp_path / "ck"
+    args = ["cnn", "train", "--data", voxels, "--epochs", 1, "--batch", 8, "--output",
+            tmp_path / "m.h5", "--checkpoint-dir", ck, "--checkpoint-every", 2]
+    assert hpcml(2, *args, "--model", "voxnet", "--width", 0.25).returncode == 0
+    result = hpcml(2, *args, "--model", "voxnet", "--width", 0.5, "--resume")
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "checkpoint does not fit this voxnet" in lines[0]
+
+
+def test_sigterm_checkpoints_then_resume_finishes(voxels, tmp_path):
+    from hpcml.launch import mpiexec_command
+
+    ck = tmp_path / "ck"
+
+    def args(epochs):
+        return ["cnn", "train", "--data", str(voxels), "--model", "voxnet", "--width", "0.25",
+                "--epochs", str(epochs), "--batch", "4", "--output", str(tmp_path / "m.h5"),
+                "--checkpoint-dir", str(ck), "--checkpoint-every", "5"]
+
+    proc = subprocess.Popen(mpiexec_command(2, args(1000)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 90
+        while not (ck / "ckpt-00000005").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 75, err
+    assert "checkpoint of iteration" in err
+    assert not (tmp_path / "m.h5").exists()
+    last = int(sorted(os.listdir(ck))[-1].split("-")[1])
+    assert last >= 5
+    # Resume and finish the epoch the signal interrupted (30 samples, batches of 4: 8 steps).
+    epochs = last // 8 + 1
+    result = hpcml(2, *args(epochs), "--resume", "--json")
+    assert result.returncode == 0, result
+    assert os.path.exists(tmp_path / "m.h5")
+    done = json.loads(result.stdout)["epochs"]
+    assert [e["epoch"] for e in done] == ([epochs] if last % 8 else [])
