@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 
 @dataclass
@@ -63,6 +62,8 @@ class SampleSet:
 
     def batch(self, sample_indices, device="cpu"):
         """Inputs and labels of training samples (object*n_orientations + orientation)."""
+        import torch  # here, so that preprocessing never pays for importing torch
+
         idx = np.asarray(sample_indices, dtype=np.int64)
         obj, rot = np.divmod(idx, self.n_orientations)
         xb = torch.from_numpy(self.x[obj, rot].astype(np.float32) * np.float32(self.scale))
@@ -72,6 +73,8 @@ class SampleSet:
 
     def objects(self, object_indices, device="cpu"):
         """All orientations of some objects, shape (n, n_orientations, *sample_shape), float32."""
+        import torch
+
         idx = np.asarray(object_indices, dtype=np.int64)
         return torch.from_numpy(self.x[idx].astype(np.float32) * np.float32(self.scale)).to(device)
 
