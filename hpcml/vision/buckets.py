@@ -94,6 +94,11 @@ class GradientBuckets:
         while self._next < len(self.buckets) and self._pending[self._next] == 0:
             self._requests[self._next] = self.comm.iallreduce(self._buffers[self._next], op="sum")
             self._next += 1
+        # MPICH moves a non-blocking collective forward only inside MPI calls; testing the
+        # buckets in flight from every hook keeps them moving while backward computes.
+        for request in self._requests[:self._next]:
+            if not request.test():
+                break
 
     def finish(self):
         """Launch the rest, wait for every bucket in order and store averaged gradients."""
