@@ -121,27 +121,26 @@ def test_bad_mesh_fail_or_skip(tree, tmp_path):
     assert result.returncode == 0, result
     assert "skipped unreadable mesh" in result.stderr and "chair_0002.off" in result.stderr
     assert json.loads(result.stdout)["train"] == {"objects": 14, "skipped": 1}
-    # A class whose only meshes are unreadable is empty.
+
+
+def test_class_left_empty_by_skipping(tree, tmp_path):
+    import shutil
+
+    from hpcml.comm import Comm
+    from hpcml.errors import InputError
+    from hpcml.vision.preprocess import preprocess
+
+    bad_root = tmp_path / "bad"
+    shutil.copytree(tree, bad_root)
     for f in (bad_root / "bottle" / "test").iterdir():
         f.write_text("garbage\n")
-    result = hpcml(2, "data", "voxelize", bad_root, "--output", tmp_path / "w.h5", *VOX,
-                   "--on-bad-mesh", "skip")
-    assert result.returncode == 2 and "class 'bottle' has no usable meshes in split 'test'" \
-        in result.stderr, result
+    options = {"grid": 8, "object_size": 6, "orientations": 1, "solid": False}
+    with pytest.raises(InputError, match="class 'bottle' has no usable meshes in split 'test'"):
+        preprocess(bad_root, tmp_path / "w.h5", Comm.self_comm(), "voxels", options, "skip")
+    assert not (tmp_path / "w.h5").exists()
 
 
-def test_checkpoint_of_other_architecture_is_refused(voxels, tmp_path):
-    ck = tmp_path / "ck"
-    args = ["cnn", "train", "--data", voxels, "--epochs", 1, "--batch", 8, "--output",
-            tmp_path / "m.h5", "--checkpoint-dir", ck, "--checkpoint-every", 2]
-    assert hpcml(2, *args, "--model", "voxnet", "--width", 0.25).returncode == 0
-    result = hpcml(2, *args, "--model", "voxnet", "--width", 0.5, "--resume")
-    assert result.returncode == 2, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "checkpoint does not fit this voxnet" in lines[0]
-
-
-def test_sigterm_checkpoints_then_resume_finishes(voxels, tmp_path):
+def test_sigterm_checkpoint_resume_and_foreign_checkpoint(voxels, tmp_path):
     from hpcml.launch import mpiexec_command
 
     ck = tmp_path / "ck"
@@ -167,6 +166,11 @@ def test_sigterm_checkpoints_then_resume_finishes(voxels, tmp_path):
     assert not (tmp_path / "m.h5").exists()
     last = int(sorted(os.listdir(ck))[-1].split("-")[1])
     assert last >= 5
+    # A checkpoint of another network (here: other widths) is refused in one line.
+    result = hpcml(2, *args(1000), "--width", "0.5", "--resume")
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "checkpoint does not fit this voxnet" in lines[0]
     # Resume and finish the epoch the signal interrupted (30 samples, batches of 4: 8 steps).
     epochs = last // 8 + 1
     result = hpcml(2, *args(epochs), "--resume", "--json")
