@@ -168,8 +168,8 @@ def train(model, arch, data, comm, config, checkpointer=None, device=None, show_
     broadcast_parameters(model, comm)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
-    gen_seed = config.seed * 1000003 + comm.rank
-    torch.manual_seed(gen_seed)
+    # Dropout streams differ between ranks (else every rank would drop the same units).
+    torch.manual_seed(config.seed * 1000003 + comm.rank)
     sampler = DistributedSampler(data.n_samples, config.global_batch, comm.rank, comm.size,
                                  seed=config.seed)
     n_steps = sampler.steps_per_epoch()
@@ -179,8 +179,7 @@ def train(model, arch, data, comm, config, checkpointer=None, device=None, show_
         if ckpt is not None:
             check_checkpoint_matches(ckpt.meta, ckpt.replicated, model, arch)
             _load_state(model, optimizer, ckpt.replicated, device)
-            torch.set_rng_state(torch.from_numpy(np.asarray(ckpt.sharded["rng"]).reshape(-1)
-                                                 .astype(np.uint8)))
+            _restore_rng(ckpt.sharded, device)
             start_epoch, start_step = int(ckpt.meta["epoch"]), int(ckpt.meta["step"])
             global_step = int(ckpt.iteration)
             if start_step >= n_steps:
@@ -217,10 +216,10 @@ def train(model, arch, data, comm, config, checkpointer=None, device=None, show_
                 if checkpointer is not None:
                     if checkpointer.stop_requested():
                         checkpointer.stop(global_step, **_state(model, optimizer, arch, epoch,
-                                                                step + 1))
+                                                                step + 1, device))
                     if checkpointer.due(global_step):
                         checkpointer.save(global_step, **_state(model, optimizer, arch, epoch,
-                                                                step + 1))
+                                                                step + 1, device))
             start_step = 0
             totals = comm.allreduce(np.asarray(sums, dtype=np.float64).reshape(-1, 3), op="sum")
             seconds = time.perf_counter() - t0
@@ -232,18 +231,31 @@ def train(model, arch, data, comm, config, checkpointer=None, device=None, show_
                        "seconds": seconds, "samples_per_s": float(n_seen / max(seconds, 1e-9))}
             epochs.append(metrics)
         if checkpointer is not None and steps_here and not checkpointer.due(global_step):
-            checkpointer.save(global_step, **_state(model, optimizer, arch, config.epochs, 0))
+            checkpointer.save(global_step, **_state(model, optimizer, arch, config.epochs, 0,
+                                                    device))
     finally:
         buckets.remove()
     return {"history": history, "epochs": epochs, "steps": steps_here,
             "config": asdict(config)}
 
 
-def _state(model, optimizer, arch, epoch, step):
-    """Checkpoint content; (epoch, step) is where training continues."""
-    rng = torch.get_rng_state().numpy().reshape(1, -1)
-    return {"replicated": _state_arrays(model, optimizer), "sharded": {"rng": rng},
+def _state(model, optimizer, arch, epoch, step, device):
+    """Checkpoint content; (epoch, step) is where training continues.
+
+    Dropout on a GPU draws from that device's generator, so it is saved too.
+    """
+    sharded = {"rng": torch.get_rng_state().numpy().reshape(1, -1)}
+    if device.type == "cuda":
+        sharded["cuda_rng"] = torch.cuda.get_rng_state(device).numpy().reshape(1, -1)
+    return {"replicated": _state_arrays(model, optimizer), "sharded": sharded,
             "meta": {"model": arch, "epoch": epoch, "step": step}}
+
+
+def _restore_rng(sharded, device):
+    torch.set_rng_state(torch.from_numpy(np.asarray(sharded["rng"]).reshape(-1).astype(np.uint8)))
+    if device.type == "cuda" and "cuda_rng" in sharded:
+        state = np.asarray(sharded["cuda_rng"]).reshape(-1).astype(np.uint8)
+        torch.cuda.set_rng_state(torch.from_numpy(state), device)
 
 
 def evaluate(model, data, comm, batch_size=64, device=None):
