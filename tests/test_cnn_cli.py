@@ -97,7 +97,7 @@ def test_render_output_matches_the_kernel(tree, tmp_path):
 
 
 def test_grid_too_small(voxels):
-    result = hpcml(2, "cnn", "train", "--data", voxels, "--model", "vcnn1", "--epochs", 1,
+    result = hpcml(1, "cnn", "train", "--data", voxels, "--model", "vcnn1", "--epochs", 1,
                    "--output", "unused.h5")
     assert result.returncode == 2, result
     lines = result.stderr.strip().splitlines()
