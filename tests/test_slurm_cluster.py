@@ -97,3 +97,49 @@ def test_srun_pmi2_starts_pip_mpich_ranks(cluster, tmp_path):
     lines = sorted((tmp_path / "out.txt").read_text().split("\n"))
     # One MPI world of two ranks (not two worlds of one): the sum is 1 + 2.
     assert [line for line in lines if line] == ["0 2 3", "1 2 3"]
+
+
+SLEEPER = """
+import signal, sys, time
+signal.signal(signal.SIGUSR1, lambda s, f: sys.exit(75))
+open("ready", "w").close()
+time.sleep(60)
+"""
+
+
+def _wait_for(path, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} not created in {timeout} s"
+        time.sleep(0.1)
+
+
+def test_submit_status_signal_and_cancel(cluster, tmp_path, monkeypatch):
+    from hpcml import slurm
+
+    monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
+    (tmp_path / "sleeper.py").write_text(SLEEPER)
+    spec = tmp_path / "job.toml"
+    spec.write_text('workload = "sleep"\n')
+    settings = slurm.merge_settings({"job_name": "sleeper", "command": [sys.executable, str(tmp_path / "sleeper.py")]})
+    runs = []
+    for k in range(2):
+        run_dir = tmp_path / f"run{k}"
+        slurm.prepare_run(settings, run_dir, spec)
+        runs.append((run_dir, slurm.submit(run_dir)))
+    for run_dir, jid in runs:
+        assert slurm.job_id(run_dir) == jid
+        _wait_for(run_dir / "ready")
+        info = slurm.status(run_dir)
+        assert (info["state"], info["source"]) == ("RUNNING", "squeue")
+    # USR1 to the batch script reaches the step, which exits 75; without
+    # --requeue the job ends with that code.
+    (run_dir, jid), (run_dir2, jid2) = runs
+    slurm.cancel(run_dir, "USR1")
+    slurm.cancel(run_dir2)
+    assert wait_job(cluster, jid)["ExitCode"] == "75:0"
+    assert wait_job(cluster, jid2)["JobState"] == "CANCELLED"
+    info = slurm.status(run_dir)
+    assert (info["state"], info["exit_code"], info["requeues"]) == ("FAILED", "75:0", 0)
+    assert info["last_event"].endswith("finished rc=75")
+    assert slurm.status(run_dir2)["state"] == "CANCELLED"
