@@ -319,7 +319,7 @@ def _launcher(s):
     return " ".join(words + [q(a) for a in s.launcher_args])
 
 
-def render(settings, run_dir, job_spec, run_args=()):
+def render(settings, run_dir, job_spec, run_args=(), work_dir=None, resume_args=()):
     """The batch script for ``settings`` running ``hpcml run JOB_SPEC RUN_ARGS``.
 
     Parameters
@@ -327,22 +327,31 @@ def render(settings, run_dir, job_spec, run_args=()):
     settings : BatchSettings
         Validated settings (see :func:`merge_settings`).
     run_dir : path-like
-        The run directory (an absolute path is written into the script).
+        The run directory: logs and the events log go there.
     job_spec : path-like
         The job spec the job runs.
     run_args : sequence of str
         Further arguments of ``hpcml run`` (``--set key=value`` ...).
+    work_dir : path-like, optional
+        Where the job runs (default: the current directory), so that the
+        spec's relative paths mean what they mean for ``hpcml run`` there.
+    resume_args : sequence of str
+        Arguments added when SLURM restarts the job (a requeued run); empty
+        for jobs that cannot resume.
     """
     settings.validate()
-    run_args = list(run_args)
+    run_args, resume_args = list(run_args), list(resume_args)
     _check_text_list("run arguments", run_args)
-    for name, value in (("run directory", str(run_dir)), ("job spec", str(job_spec))):
-        _check_text(name, value)
+    _check_text_list("resume arguments", resume_args)
+    work_dir = Path.cwd() if work_dir is None else Path(work_dir)
+    for name, value in (("run directory", run_dir), ("job spec", job_spec), ("work directory", work_dir)):
+        _check_text(name, str(value))
     q = shlex.quote
     command = settings.command if settings.command is not None else default_command()
     values = {
         "directives": _directives(settings),
         "run_dir": q(str(Path(run_dir).absolute())),
+        "work_dir": q(str(work_dir.absolute())),
         "job_spec": q(str(Path(job_spec).absolute())),
         "requeue": "1" if settings.requeue else "0",
         "exit_checkpointed": str(int(EXIT_CHECKPOINTED)),
@@ -351,6 +360,7 @@ def render(settings, run_dir, job_spec, run_args=()):
         "launcher": _launcher(settings),
         "command": " ".join(q(c) for c in command) + " run",
         "run_args": "".join(" " + q(a) for a in run_args),
+        "resume_args": " ".join(q(a) for a in resume_args),
     }
     return fill(template_path().read_text(), values)
 
@@ -368,11 +378,12 @@ def fill(template, values):
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
-def prepare_run(settings, run_dir, job_spec, run_args=()):
+def prepare_run(settings, run_dir, job_spec, run_args=(), work_dir=None, resume_args=()):
     """Create ``run_dir`` with the job spec copy, settings and rendered script.
 
     The script runs the copy, so editing the original after submission does
-    not change a queued or requeued job.  Returns the script's path.
+    not change a queued or requeued job.  Other arguments as for
+    :func:`render`.  Returns the script's path.
     """
     run_dir = Path(run_dir).absolute()
     job_spec = Path(job_spec)
@@ -381,10 +392,12 @@ def prepare_run(settings, run_dir, job_spec, run_args=()):
     if run_dir.exists() and any(run_dir.iterdir()):
         raise InputError(f"run directory {run_dir} exists and is not empty")
     spec_copy = run_dir / SPEC_NAME
-    script = render(settings, run_dir, spec_copy, run_args)
+    script = render(settings, run_dir, spec_copy, run_args, work_dir, resume_args)
     run_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(job_spec, spec_copy)
-    record = dict(dataclasses.asdict(settings), source_spec=str(job_spec.absolute()), run_args=list(run_args))
+    record = dict(dataclasses.asdict(settings), source_spec=str(job_spec.absolute()),
+                  work_dir=str(Path.cwd() if work_dir is None else Path(work_dir).absolute()),
+                  run_args=list(run_args), resume_args=list(resume_args))
     (run_dir / SETTINGS_NAME).write_text(json.dumps(record, indent=2) + "\n")
     path = run_dir / SCRIPT_NAME
     tmp = path.with_name(path.name + ".tmp")

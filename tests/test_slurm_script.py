@@ -145,20 +145,25 @@ def test_hostile_values_reach_programs_verbatim_and_never_run(tmp_path, payload)
         env={"X": payload},
         launcher_args=[payload],
     )
-    script = slurm.prepare_run(settings, run_dir, box.spec, ["--set", f"name={payload}"])
+    work_dir = box.hostile_dir / "work"
+    work_dir.mkdir()
+    script = slurm.prepare_run(settings, run_dir, box.spec, ["--set", f"name={payload}"], work_dir,
+                               ["--set", f"resume={payload}"])
     # The stand-in mpiexec drops "-n 1" and the one launcher argument.
-    proc = run_script(script, box.env(STUB_EXTRA="1"), timeout=60)
+    proc = run_script(script, box.env(STUB_EXTRA="1", SLURM_RESTART_COUNT="1"), timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert box.untouched()
     records = box.records()
     assert ["module", "load", "gcc/12", payload] in records
     assert ["sourced"] in records and ["activate"] in records
     assert ["mpiexec", "-n", "1", payload, sys.executable, str(box.step), "run",
-            str(run_dir / "job.toml"), "--set", f"name={payload}"] in records
+            str(run_dir / "job.toml"), "--set", f"name={payload}", "--set", f"resume={payload}"] in records
     step = box.step_record()
-    assert step["argv"] == ["run", str(run_dir / "job.toml"), "--set", f"name={payload}"]
+    assert step["argv"] == ["run", str(run_dir / "job.toml"), "--set", f"name={payload}",
+                            "--set", f"resume={payload}"]
     assert step["env"]["X"] == payload
-    assert step["cwd"] == str(run_dir)
+    assert step["cwd"] == str(work_dir)
+    assert slurm.events(run_dir)[-1].endswith("finished rc=0")
     assert (run_dir / "job.toml").read_text() == box.spec.read_text()
 
 
@@ -303,15 +308,20 @@ def test_checkpointed_job_without_requeue_exits_with_the_checkpoint_code(tmp_pat
     assert not [r for r in box.records() if r[0] == "scontrol"]
 
 
-@pytest.mark.parametrize("restarts, resume", [(None, False), ("0", False), ("1", True), ("3", True)])
-def test_requeued_run_resumes(tmp_path, restarts, resume):
+RESUME = ["--set", "checkpoint.resume=true"]
+
+
+@pytest.mark.parametrize("restarts, resume_args, expected",
+                         [(None, RESUME, []), ("0", RESUME, []), ("1", RESUME, RESUME), ("3", RESUME, RESUME),
+                          ("1", [], [])])
+def test_requeued_run_resumes(tmp_path, restarts, resume_args, expected):
     box = Sandbox(tmp_path)
-    script = slurm.prepare_run(box.settings(requeue=True), tmp_path / "run", box.spec, ["--set", "k=1"])
+    script = slurm.prepare_run(box.settings(requeue=True), tmp_path / "run", box.spec, ["--set", "k=1"],
+                               resume_args=resume_args)
     env = box.env() if restarts is None else box.env(SLURM_RESTART_COUNT=restarts)
     proc = run_script(script, env)
     assert proc.returncode == 0, proc.stderr
-    expected = ["run", str(tmp_path / "run" / "job.toml"), "--set", "k=1"] + (["--resume"] if resume else [])
-    assert box.step_record()["argv"] == expected
+    assert box.step_record()["argv"] == ["run", str(tmp_path / "run" / "job.toml"), "--set", "k=1"] + expected
 
 
 def test_run_directory_must_be_new_or_empty(tmp_path):
