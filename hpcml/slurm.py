@@ -37,6 +37,7 @@ from pathlib import Path
 
 from hpcml.checkpoint import EXIT_CHECKPOINTED
 from hpcml.errors import HpcmlError, InputError
+from hpcml.launch import mpiexec_path
 
 SCRIPT_NAME = "job.sbatch"
 SPEC_NAME = "job.toml"
@@ -96,7 +97,9 @@ class BatchSettings:
     overcommit: bool = False
     launcher: str = "srun"
     mpi: str = "pmi2"
-    mpiexec: str = "mpiexec"
+    # The program for launcher = "mpiexec"; None: the one beside this Python
+    # (a virtual environment's pip MPICH), else the one on PATH.
+    mpiexec: str | None = None
     launcher_args: list = dataclasses.field(default_factory=list)
     modules: list = dataclasses.field(default_factory=list)
     venv: str | None = None
@@ -134,7 +137,8 @@ class BatchSettings:
                 )
         if self.launcher not in ("srun", "mpiexec"):
             raise InputError(f"--launcher: {self.launcher!r} is not srun or mpiexec")
-        _check_text("mpiexec", self.mpiexec)
+        if self.mpiexec is not None:
+            _check_text("mpiexec", self.mpiexec)
         for name in ("launcher_args", "modules", "source"):
             _check_text_list(name, getattr(self, name))
         if self.command is not None:
@@ -315,7 +319,7 @@ def _launcher(s):
         if s.overcommit:
             words.append("--overcommit")
     else:
-        words = [q(s.mpiexec), "-n", str(s.ntasks)]
+        words = [q(s.mpiexec if s.mpiexec is not None else mpiexec_path()), "-n", str(s.ntasks)]
     return " ".join(words + [q(a) for a in s.launcher_args])
 
 
