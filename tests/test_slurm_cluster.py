@@ -6,20 +6,27 @@ stops them afterwards.  Where SLURM cannot be had the tests skip with the
 reason; with ``HPCML_REQUIRE_SLURM=1`` (CI) they fail instead.
 """
 
+import json
 import os
-import re
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
+
+from conftest import hpcml as mpi_hpcml
+from hpcml import slurm
 
 try:
     from . import slurm_cluster
+    from .slurm_helpers import run_hpcml
 except ImportError:
     import slurm_cluster
+    from slurm_helpers import run_hpcml
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
             "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
@@ -143,3 +150,119 @@ def test_submit_status_signal_and_cancel(cluster, tmp_path, monkeypatch):
     assert (info["state"], info["exit_code"], info["requeues"]) == ("FAILED", "75:0", 0)
     assert info["last_event"].endswith("finished rc=75")
     assert slurm.status(run_dir2)["state"] == "CANCELLED"
+
+
+# ---------------------------------------------------------------------------
+# Job specs through `hpcml submit`, compared with the same jobs under mpiexec.
+
+REPO = Path(__file__).resolve().parent.parent
+JOBS = REPO / "jobs"
+
+
+def submit(cluster, cwd, spec, *args, env=None):
+    """``hpcml submit SPEC ARGS --json`` in ``cwd``; returns (run_dir, job_id)."""
+    proc = run_hpcml("submit", spec, "--json", *args, cwd=cwd, env=cluster.env(env))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    return Path(summary["run_dir"]), summary["job_id"]
+
+
+def hpcml_status(cluster, run_dir):
+    proc = run_hpcml("status", run_dir, "--json", cwd=run_dir, env=cluster.env())
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def logs(run_dir):
+    return "".join(p.read_text() for p in sorted(run_dir.glob("slurm-*.*")))
+
+
+def h5_contents(path):
+    """Every dataset of an HDF5 file by name (provenance attributes left out: they hold timings)."""
+    out = {}
+    with h5py.File(path, "r") as handle:
+        handle.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def assert_same_datasets(a, b):
+    ca, cb = h5_contents(a), h5_contents(b)
+    assert sorted(ca) == sorted(cb)
+    for name in ca:
+        # Same ranks, same MPI library, same reduction order: equal bits.
+        np.testing.assert_array_equal(ca[name], cb[name], err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def demo_direct(tmp_path_factory):
+    """The demo steps under plain mpiexec -n 2, from a fresh directory."""
+    folder = tmp_path_factory.mktemp("direct")
+    for step in ("demo-data-matrix.toml", "stats-demo.toml"):
+        result = mpi_hpcml(2, "run", JOBS / step, cwd=folder)
+        assert result.returncode == 0, result
+    return folder / "runs" / "demo"
+
+
+def test_demo_jobs_through_submit_equal_mpiexec(cluster, tmp_path, demo_direct):
+    # The data step starts its ranks with the venv's mpiexec inside the
+    # allocation, the stats step with srun --mpi=pmi2 (the default).
+    data_dir, data_id = submit(cluster, tmp_path, JOBS / "demo-data-matrix.toml", "--run-dir", "data",
+                               "--launcher", "mpiexec", "--ntasks-per-node", "2")
+    fields = wait_job(cluster, data_id)
+    assert (fields["JobState"], fields["ExitCode"]) == ("COMPLETED", "0:0"), logs(data_dir)
+    stats_dir, stats_id = submit(cluster, tmp_path, JOBS / "stats-demo.toml", "--run-dir", "stats",
+                                 "--set", "input=data/matrix.h5:/A")
+    fields = wait_job(cluster, stats_id)
+    assert (fields["JobState"], fields["ExitCode"]) == ("COMPLETED", "0:0"), logs(stats_dir)
+    assert_same_datasets(data_dir / "matrix.h5", demo_direct / "matrix.h5")
+    assert_same_datasets(stats_dir / "stats.h5", demo_direct / "stats.h5")
+    with h5py.File(stats_dir / "stats.h5", "r") as handle:
+        assert handle.attrs["ranks"] == 2
+    info = hpcml_status(cluster, stats_dir)
+    assert (info["job_id"], info["state"], info["exit_code"]) == (stats_id, "COMPLETED", "0:0")
+    assert info["last_event"].endswith("finished rc=0")
+    # Everything about the run is in its directory.
+    assert {p.name for p in stats_dir.iterdir()} >= {
+        "job.sbatch", "job.toml", "settings.json", "job.id", f"slurm-{stats_id}.out",
+        f"slurm-{stats_id}.err", "events.log", "stats.h5"}
+
+
+# ---------------------------------------------------------------------------
+# Preemption: USR1 -> checkpoint -> requeue -> resume -> the same result.
+
+# Enough power iterations to be stopped in the middle, few enough to be quick.
+LONG_STATS = ("--set", "power_iterations=1500", "--set", "tol=0", "--set", "checkpoint.every=100")
+
+
+def _wait_for_checkpoint(cluster, run_dir, jid, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not list((run_dir / "checkpoints").glob("ckpt-*")):
+        fields = job_fields(cluster, jid)
+        assert fields.get("JobState") in ("PENDING", "RUNNING"), (fields.get("JobState"), logs(run_dir))
+        assert time.monotonic() < deadline, f"no checkpoint after {timeout} s: {logs(run_dir)}"
+        time.sleep(0.05)
+
+
+def test_usr1_checkpoints_requeues_and_resumes_to_the_same_result(cluster, tmp_path, demo_direct):
+    matrix = demo_direct / "matrix.h5"
+    run_dir, jid = submit(cluster, tmp_path, JOBS / "stats-demo.toml", "--run-dir", "pre", "--requeue",
+                          "--set", f"input={matrix}:/A", *LONG_STATS)
+    _wait_for_checkpoint(cluster, run_dir, jid)
+    # What SLURM does signal_seconds before the time limit.
+    subprocess.run(["scancel", "--batch", "--signal=USR1", jid], env=cluster.env(), check=True, timeout=30)
+    reference = mpi_hpcml(2, "run", JOBS / "stats-demo.toml", "--set", f"input={matrix}:/A", *LONG_STATS,
+                          "--set", f"checkpoint.dir={tmp_path / 'ref-ckpt'}", "--output", tmp_path / "ref.h5",
+                          cwd=tmp_path)
+    assert reference.returncode == 0, reference
+    fields = wait_job(cluster, jid, timeout=120)
+    assert (fields["JobState"], fields["ExitCode"], fields["Restarts"]) == ("COMPLETED", "0:0", "1"), logs(run_dir)
+    words = [line.split(" ", 3)[2:] for line in slurm.events(run_dir)]
+    assert words == [["restart=0", "started"], ["restart=0", "signal USR1"], ["restart=0", "finished rc=75"],
+                     ["restart=0", "requeue"], ["restart=1", "started"], ["restart=1", "finished rc=0"]]
+    text = logs(run_dir)
+    stopped = int(text.split("checkpoint of iteration ")[1].split()[0])
+    resumed = int(text.split("resuming power iteration after iteration ")[1].split()[0])
+    assert 100 <= stopped == resumed < 1500
+    assert_same_datasets(run_dir / "stats.h5", tmp_path / "ref.h5")
+    info = hpcml_status(cluster, run_dir)
+    assert (info["state"], info["restarts"], info["requeues"]) == ("COMPLETED", 1, 1)
