@@ -145,9 +145,9 @@ class SlurmCluster:
             "AuthType=auth/none",
             "CredType=cred/none",
             # A requeued job waits one credential lifetime before it may
-            # start again (120 s by default); 10 s keeps requeue tests quick
+            # start again (120 s by default); 5 s keeps requeue tests quick
             # while leaving ample time to launch a step on a busy machine.
-            "AuthInfo=cred_expire=10",
+            "AuthInfo=cred_expire=5",
             "MpiDefault=none",
             "ProctrackType=proctrack/linuxproc",
             "TaskPlugin=task/none",
@@ -227,11 +227,31 @@ class SlurmCluster:
                 return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
         return "(no log)"
 
+    def cancel_all(self, timeout=30):
+        """Cancel every job and wait until the queue is empty.
+
+        ``scontrol shutdown`` leaves running jobs behind (their slurmstepd
+        outlives slurmd), so the cluster is emptied first.
+        """
+        def queued():
+            proc = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True,
+                                  env=self.env(), timeout=timeout)
+            return proc.stdout.split() if proc.returncode == 0 else []
+
+        jobs = queued()
+        if not jobs:
+            return
+        subprocess.run(["scancel", "--full", *jobs], capture_output=True, env=self.env(), timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while queued() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
     def stop(self, timeout=30):
-        """Stop both daemons: ``scontrol shutdown``, then signals to the ones still running."""
+        """Stop both daemons: cancel all jobs, ``scontrol shutdown``, then signals to the ones still running."""
         if not self.conf.exists():
             return
         try:
+            self.cancel_all(timeout)
             subprocess.run(["scontrol", "shutdown"], capture_output=True, env=self.env(), timeout=timeout)
         except (OSError, subprocess.TimeoutExpired):
             pass

@@ -122,8 +122,6 @@ def _wait_for(path, timeout=60):
 
 
 def test_submit_status_signal_and_cancel(cluster, tmp_path, monkeypatch):
-    from hpcml import slurm
-
     monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
     (tmp_path / "sleeper.py").write_text(SLEEPER)
     spec = tmp_path / "job.toml"
@@ -132,7 +130,7 @@ def test_submit_status_signal_and_cancel(cluster, tmp_path, monkeypatch):
     runs = []
     for k in range(2):
         run_dir = tmp_path / f"run{k}"
-        slurm.prepare_run(settings, run_dir, spec)
+        slurm.prepare_run(settings, run_dir, spec, work_dir=run_dir)
         runs.append((run_dir, slurm.submit(run_dir)))
     for run_dir, jid in runs:
         assert slurm.job_id(run_dir) == jid
@@ -231,7 +229,7 @@ def test_demo_jobs_through_submit_equal_mpiexec(cluster, tmp_path, demo_direct):
 # Preemption: USR1 -> checkpoint -> requeue -> resume -> the same result.
 
 # Enough power iterations to be stopped in the middle, few enough to be quick.
-LONG_STATS = ("--set", "power_iterations=1500", "--set", "tol=0", "--set", "checkpoint.every=100")
+LONG_STATS = ("--set", "power_iterations=600", "--set", "tol=0", "--set", "checkpoint.every=50")
 
 
 def _wait_for_checkpoint(cluster, run_dir, jid, timeout=60):
@@ -262,7 +260,7 @@ def test_usr1_checkpoints_requeues_and_resumes_to_the_same_result(cluster, tmp_p
     text = logs(run_dir)
     stopped = int(text.split("checkpoint of iteration ")[1].split()[0])
     resumed = int(text.split("resuming power iteration after iteration ")[1].split()[0])
-    assert 100 <= stopped == resumed < 1500
+    assert 50 <= stopped == resumed < 600
     assert_same_datasets(run_dir / "stats.h5", tmp_path / "ref.h5")
     info = hpcml_status(cluster, run_dir)
     assert (info["state"], info["restarts"], info["requeues"]) == ("COMPLETED", 1, 1)
