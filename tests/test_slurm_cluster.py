@@ -106,9 +106,11 @@ def test_srun_pmi2_starts_pip_mpich_ranks(cluster, tmp_path):
     assert [line for line in lines if line] == ["0 2 3", "1 2 3"]
 
 
+# Stops like a checkpointing hpcml job: exit 75 on SIGUSR1 or SIGTERM.
 SLEEPER = """
 import signal, sys, time
 signal.signal(signal.SIGUSR1, lambda s, f: sys.exit(75))
+signal.signal(signal.SIGTERM, lambda s, f: sys.exit(75))
 open("ready", "w").close()
 time.sleep(60)
 """
@@ -126,9 +128,10 @@ def test_submit_status_signal_and_cancel(cluster, tmp_path, monkeypatch):
     (tmp_path / "sleeper.py").write_text(SLEEPER)
     spec = tmp_path / "job.toml"
     spec.write_text('workload = "sleep"\n')
-    settings = slurm.merge_settings({"job_name": "sleeper", "command": [sys.executable, str(tmp_path / "sleeper.py")]})
     runs = []
-    for k in range(2):
+    for k, requeue in enumerate((False, True)):
+        settings = slurm.merge_settings({"job_name": "sleeper", "requeue": requeue,
+                                         "command": [sys.executable, str(tmp_path / "sleeper.py")]})
         run_dir = tmp_path / f"run{k}"
         slurm.prepare_run(settings, run_dir, spec, work_dir=run_dir)
         runs.append((run_dir, slurm.submit(run_dir)))
@@ -137,17 +140,22 @@ def test_submit_status_signal_and_cancel(cluster, tmp_path, monkeypatch):
         _wait_for(run_dir / "ready")
         info = slurm.status(run_dir)
         assert (info["state"], info["source"]) == ("RUNNING", "squeue")
+    (run_dir, jid), (run_dir2, jid2) = runs
     # USR1 to the batch script reaches the step, which exits 75; without
     # --requeue the job ends with that code.
-    (run_dir, jid), (run_dir2, jid2) = runs
     slurm.cancel(run_dir, "USR1")
+    # scancel also makes the step exit 75, but a cancelled job stays
+    # cancelled even when submitted with --requeue.
     slurm.cancel(run_dir2)
     assert wait_job(cluster, jid)["ExitCode"] == "75:0"
-    assert wait_job(cluster, jid2)["JobState"] == "CANCELLED"
+    fields = wait_job(cluster, jid2)
+    assert (fields["JobState"], fields["Restarts"]) == ("CANCELLED", "0")
     info = slurm.status(run_dir)
     assert (info["state"], info["exit_code"], info["requeues"]) == ("FAILED", "75:0", 0)
     assert info["last_event"].endswith("finished rc=75")
-    assert slurm.status(run_dir2)["state"] == "CANCELLED"
+    info = slurm.status(run_dir2)
+    assert (info["state"], info["requeues"]) == ("CANCELLED", 0)
+    assert "signal TERM" in " ".join(slurm.events(run_dir2))
 
 
 # ---------------------------------------------------------------------------

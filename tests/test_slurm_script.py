@@ -289,15 +289,26 @@ def _signal_when_ready(box, script, env, sig):
     return proc.returncode, err
 
 
-@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
-def test_signal_is_forwarded_and_checkpointed_job_requeues_itself(tmp_path, sig):
+def test_warning_signal_is_forwarded_and_checkpointed_job_requeues_itself(tmp_path):
     box = Sandbox(tmp_path)
     script = slurm.prepare_run(box.settings(requeue=True), tmp_path / "run", box.spec)
-    rc, err = _signal_when_ready(box, script, box.env(SLURM_JOB_ID="42"), sig)
+    rc, err = _signal_when_ready(box, script, box.env(SLURM_JOB_ID="42"), signal.SIGUSR1)
     assert rc == 0, err
     assert ["scontrol", "requeue", "42"] in box.records()
     words = [line.split(" ", 3)[3] for line in slurm.events(tmp_path / "run")]
-    assert words == ["started", f"signal {sig.name[3:]}", "finished rc=75", "requeue"]
+    assert words == ["started", "signal USR1", "finished rc=75", "requeue"]
+
+
+def test_terminated_job_checkpoints_but_is_not_requeued(tmp_path):
+    # SIGTERM is scancel or the time limit: the user's or the scheduler's
+    # decision, which a requeue must not undo.
+    box = Sandbox(tmp_path)
+    script = slurm.prepare_run(box.settings(requeue=True), tmp_path / "run", box.spec)
+    rc, err = _signal_when_ready(box, script, box.env(SLURM_JOB_ID="42"), signal.SIGTERM)
+    assert rc == 75, err
+    assert not [r for r in box.records() if r[0] == "scontrol"]
+    words = [line.split(" ", 3)[3] for line in slurm.events(tmp_path / "run")]
+    assert words == ["started", "signal TERM", "finished rc=75"]
 
 
 def test_checkpointed_job_without_requeue_exits_with_the_checkpoint_code(tmp_path):
