@@ -8,6 +8,7 @@ reason; with ``HPCML_REQUIRE_SLURM=1`` (CI) they fail instead.
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -249,17 +250,16 @@ def _wait_for_checkpoint(cluster, run_dir, jid, timeout=60):
         time.sleep(0.05)
 
 
-def test_usr1_checkpoints_requeues_and_resumes_to_the_same_result(cluster, tmp_path, demo_direct):
+def test_usr1_checkpoints_requeues_and_resumes_to_the_same_result(cluster, tmp_path, demo_direct,
+                                                                  long_reference):
     matrix = demo_direct / "matrix.h5"
     run_dir, jid = submit(cluster, tmp_path, JOBS / "stats-demo.toml", "--run-dir", "pre", "--requeue",
                           "--set", f"input={matrix}:/A", *LONG_STATS)
     _wait_for_checkpoint(cluster, run_dir, jid)
     # What SLURM does signal_seconds before the time limit.
     subprocess.run(["scancel", "--batch", "--signal=USR1", jid], env=cluster.env(), check=True, timeout=30)
-    reference = mpi_hpcml(2, "run", JOBS / "stats-demo.toml", "--set", f"input={matrix}:/A", *LONG_STATS,
-                          "--set", f"checkpoint.dir={tmp_path / 'ref-ckpt'}", "--output", tmp_path / "ref.h5",
-                          cwd=tmp_path)
-    assert reference.returncode == 0, reference
+    # The reference runs while the job checkpoints and waits to be requeued.
+    reference = long_reference()
     fields = wait_job(cluster, jid, timeout=120)
     assert (fields["JobState"], fields["ExitCode"], fields["Restarts"]) == ("COMPLETED", "0:0", "1"), logs(run_dir)
     words = [line.split(" ", 3)[2:] for line in slurm.events(run_dir)]
@@ -269,6 +269,63 @@ def test_usr1_checkpoints_requeues_and_resumes_to_the_same_result(cluster, tmp_p
     stopped = int(text.split("checkpoint of iteration ")[1].split()[0])
     resumed = int(text.split("resuming power iteration after iteration ")[1].split()[0])
     assert 50 <= stopped == resumed < 600
-    assert_same_datasets(run_dir / "stats.h5", tmp_path / "ref.h5")
+    assert_same_datasets(run_dir / "stats.h5", reference)
     info = hpcml_status(cluster, run_dir)
     assert (info["state"], info["restarts"], info["requeues"]) == ("COMPLETED", 1, 1)
+
+
+@pytest.fixture(scope="module")
+def long_reference(tmp_path_factory, demo_direct):
+    """The LONG_STATS job run straight through under mpiexec (computed on first use)."""
+    folder = tmp_path_factory.mktemp("reference")
+    done = []
+
+    def get():
+        if not done:
+            result = mpi_hpcml(2, "run", JOBS / "stats-demo.toml", "--set", f"input={demo_direct}/matrix.h5:/A",
+                               *LONG_STATS, "--set", f"checkpoint.dir={folder / 'ckpt'}",
+                               "--output", folder / "ref.h5", cwd=folder)
+            assert result.returncode == 0, result
+            done.append(folder / "ref.h5")
+        return done[0]
+
+    return get
+
+
+def test_job_killed_before_any_checkpoint_starts_over(cluster, tmp_path, demo_direct, long_reference):
+    run_dir, jid = submit(cluster, tmp_path, JOBS / "stats-demo.toml", "--run-dir", "killed", "--requeue",
+                          "--set", f"input={demo_direct}/matrix.h5:/A", *LONG_STATS,
+                          "--set", "checkpoint.every=0")
+    # Kill the ranks outright, as the OOM killer or a dying node would: no
+    # signal handler runs and no checkpoint is written.
+    deadline = time.monotonic() + 60
+    while True:
+        out = subprocess.run(["scontrol", "listpids", jid], env=cluster.env(), capture_output=True,
+                             text=True, timeout=30).stdout
+        ranks = [int(line.split()[0]) for line in out.splitlines()[1:]
+                 if line.split()[2:3] == ["0"] and _is_hpcml_rank(line.split()[0])]
+        if len(ranks) == 2:
+            break
+        assert time.monotonic() < deadline, f"ranks of job {jid} not found: {out}"
+        time.sleep(0.1)
+    for pid in ranks:
+        os.kill(pid, signal.SIGKILL)
+    fields = wait_job(cluster, jid)
+    assert fields["JobState"] == "FAILED", logs(run_dir)
+    assert not list((run_dir / "checkpoints").glob("ckpt-*"))
+    # A requeue (here by hand, as SLURM does after a node failure) resumes
+    # from the newest checkpoint; there is none, so the job starts over.
+    subprocess.run(["scontrol", "requeue", jid], env=cluster.env(), check=True, timeout=30)
+    fields = wait_job(cluster, jid)
+    assert (fields["JobState"], fields["Restarts"]) == ("COMPLETED", "1"), logs(run_dir)
+    assert "resuming" not in logs(run_dir)
+    assert [line.split(" ", 3)[2:] for line in slurm.events(run_dir)][-2:] == [
+        ["restart=1", "started"], ["restart=1", "finished rc=0"]]
+    assert_same_datasets(run_dir / "stats.h5", long_reference())
+
+
+def _is_hpcml_rank(pid):
+    try:
+        return b"hpcml" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
