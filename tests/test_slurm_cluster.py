@@ -8,6 +8,7 @@ reason; with ``HPCML_REQUIRE_SLURM=1`` (CI) they fail instead.
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -168,7 +169,7 @@ JOBS = REPO / "jobs"
 
 def submit(cluster, cwd, spec, *args, env=None):
     """``hpcml submit SPEC ARGS --json`` in ``cwd``; returns (run_dir, job_id)."""
-    proc = run_hpcml("submit", spec, "--json", *args, cwd=cwd, env=cluster.env(env))
+    proc = run_hpcml("submit", spec, "--json", *args, cwd=cwd, env=cluster.env(dict(os.environ, **(env or {}))))
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     return Path(summary["run_dir"]), summary["job_id"]
@@ -329,3 +330,25 @@ def _is_hpcml_rank(pid):
         return b"hpcml" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+
+
+def test_hostile_names_stay_inert_under_slurm(cluster, tmp_path, demo_direct):
+    """Directories and an input file named like shell code: the job runs on them as plain names."""
+    home = tmp_path / "home"
+    home.mkdir()
+    canary = home / "canary"
+    canary.write_text("alive")
+    work = tmp_path / "w$(touch pwned)`touch pwned`"
+    work.mkdir()
+    matrix = work / "m'; touch pwned; '.h5"
+    shutil.copyfile(demo_direct / "matrix.h5", matrix)
+    run_dir, jid = submit(cluster, work, JOBS / "stats-demo.toml", "--run-dir", 'x"; rm -f ~/canary; touch pwned; echo "',
+                          "--set", f"input={matrix.name}:/A", env={"HOME": str(home)})
+    assert run_dir == work / 'x"; rm -f ~/canary; touch pwned; echo "'
+    fields = wait_job(cluster, jid)
+    assert (fields["JobState"], fields["ExitCode"]) == ("COMPLETED", "0:0"), logs(run_dir)
+    assert canary.read_text() == "alive"
+    assert not list(tmp_path.rglob("pwned"))
+    assert_same_datasets(run_dir / "stats.h5", demo_direct / "stats.h5")
+    with h5py.File(run_dir / "stats.h5", "r") as handle:
+        assert json.loads(handle.attrs["params"])["input"] == f"{matrix.name}:/A"
