@@ -3,7 +3,7 @@
 One generic template (``slurm/job.sbatch.in``) runs any job spec.  Its
 settings come, later ones winning, from built-in defaults, the site
 configuration (``$HPCML_SLURM_CONFIG`` or ``~/.config/hpcml/slurm.toml``),
-the job spec's ``[slurm]`` table and the command line.
+the job spec's ``[resources]`` table and the command line (see :mod:`hpcml.slurm_cli`).
 
 Safety rule: every value that reaches the script is validated.  Values on
 ``#SBATCH`` lines must match strict patterns (sbatch reads those lines itself
@@ -15,11 +15,15 @@ path ever appears there.
 A run directory holds everything about one submission::
 
     job.sbatch       the rendered script
-    job.toml         a copy of the job spec as submitted
-    settings.json    the resolved settings
+    job.toml         a copy of the job spec as submitted (the job runs it)
+    settings.json    the resolved settings and arguments
     job.id           the SLURM job id, written once sbatch accepted the job
     slurm-ID.out/err the job's stdout and stderr (appended across requeues)
-    events.log       started / signal / finished / requeue lines
+    events.log       started / signal / finished rc=N / requeue lines
+    checkpoints/     and the job's output, unless placed elsewhere (slurm_cli)
+
+The job itself runs in the directory it was submitted from, so relative
+paths in a job spec mean there what they mean for ``hpcml run``.
 """
 
 from __future__ import annotations
@@ -75,9 +79,8 @@ SIGNALS = ("USR1", "USR2", "TERM", "INT", "HUP", "CONT", "STOP")
 class BatchSettings:
     """Everything the template needs besides the job itself.
 
-    Field names are the keys of the site configuration file and of a job
-    spec's ``[slurm]`` table, and the command-line options with ``-``
-    replaced by ``_``.
+    Field names are the keys of the site configuration file and the
+    command-line options of ``hpcml submit`` with ``-`` replaced by ``_``.
     """
 
     job_name: str = "hpcml"

@@ -124,3 +124,22 @@ def test_site_configuration_reaches_the_script(tmp_path, submit, monkeypatch):
     assert "--account=proj2" in directives(out)
     assert "module load mpi/x || exit 1\nexport FOO='a b'\n" in out
     assert launch_words(out)[1:3] == ["-n", "2"]
+
+
+@pytest.mark.parametrize("command", ["status", "cancel"])
+def test_status_and_cancel_need_a_submitted_run_directory(tmp_path, command):
+    from hpcml import slurm
+
+    with pytest.raises(InputError, match="not a submitted run directory"):
+        (slurm.status if command == "status" else slurm.cancel)(tmp_path)
+    (tmp_path / "job.id").write_text("12; rm -rf ~\n")
+    with pytest.raises(InputError, match="does not hold a job id"):
+        (slurm.status if command == "status" else slurm.cancel)(tmp_path)
+
+
+def test_cancel_sends_only_known_signals(tmp_path):
+    from hpcml import slurm
+
+    (tmp_path / "job.id").write_text("12\n")
+    with pytest.raises(InputError, match="--signal"):
+        slurm.cancel(tmp_path, "KILL; rm -rf ~")

@@ -30,6 +30,8 @@ except ImportError:
     import slurm_cluster
     from slurm_helpers import run_hpcml
 
+pytestmark = pytest.mark.mpi
+
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
             "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
 
@@ -148,7 +150,8 @@ def test_submit_status_signal_and_cancel(cluster, tmp_path, monkeypatch):
     slurm.cancel(run_dir, "USR1")
     # scancel also makes the step exit 75, but a cancelled job stays
     # cancelled even when submitted with --requeue.
-    slurm.cancel(run_dir2)
+    proc = run_hpcml("cancel", run_dir2, cwd=tmp_path, env=cluster.env())
+    assert (proc.returncode, proc.stdout) == (0, f"cancelled job {jid2}\n"), proc.stderr
     assert wait_job(cluster, jid)["ExitCode"] == "75:0"
     fields = wait_job(cluster, jid2)
     assert (fields["JobState"], fields["Restarts"]) == ("CANCELLED", "0")
