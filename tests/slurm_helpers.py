@@ -6,14 +6,8 @@ import sys
 
 
 def hpcml_command():
-    """How to start ``hpcml`` with the SLURM subcommands registered."""
-    from hpcml import cli
-
-    if "hpcml.slurm_cli" in cli.COMMAND_MODULES:
-        return [sys.executable, "-m", "hpcml"]
-    # Until hpcml.cli lists the SLURM module, register it for this process.
-    return [sys.executable, "-c", "import sys; from hpcml import cli; "
-            "cli.COMMAND_MODULES += ('hpcml.slurm_cli',); sys.exit(cli.main())"]
+    """How to start ``hpcml``."""
+    return [sys.executable, "-m", "hpcml"]
 
 
 def run_hpcml(*args, cwd, env=None, timeout=60):
