@@ -1,0 +1,1 @@
+"""Numba kernels, one module per family: a private ``_kernel`` and a public wrapper."""

@@ -1,0 +1,545 @@
+"""Collapsed Gibbs samplers for LDA as Numba kernels.
+
+Two training samplers share one state layout:
+
+* :func:`mh_sweep` -- Metropolis-Hastings in the manner of LightLDA: each
+  step alternates a *document proposal* (the topic of a random token of the
+  same document, or a draw from alpha) and a *word proposal* (the topic of a
+  random occurrence of the same word in this rank's corpus, or a uniform
+  topic).  Both proposals are drawn in O(1) without any table that must be
+  rebuilt, so the cost per token does not grow with K.
+* :func:`dense_sweep` -- the textbook O(K) collapsed Gibbs sampler, the
+  reference the tests compare against.
+
+State layout (compact integer types, chosen by the caller):
+
+``doc_ptr``  int64 (D+1,)   token offsets of the documents
+``words``    uint16/int32 (N,)  word id per token
+``z``        uint16/int32 (N,)  topic per token
+``nwk``      uint16/int32 (V, K)  word-topic counts (this rank's view)
+``nk``       int64 (K,)     topic totals (this rank's view)
+``nloc``     like nwk       word-topic counts of this rank's tokens only
+                            (the same array as ``nwk`` on one rank)
+``wptr``     int64 (V+1,)   offsets of each word's tokens in word order
+``tpos``     int32/int64 (N,)  position of each token in word order
+``zw``       like z         the topics again, in word order: the word
+                            proposal reads one entry instead of chasing an
+                            index into ``z`` (one cache miss instead of two)
+
+The random number generator is a xorshift64* stream whose 64-bit state is
+passed in a ``uint64`` array of length 1 and written back, so a sweep is a
+pure function of its inputs and runs are reproducible.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+_MULT = np.uint64(0x2545F4914F6CDD1D)
+_S12 = np.uint64(12)
+_S25 = np.uint64(25)
+_S27 = np.uint64(27)
+_S11 = np.uint64(11)
+_S32 = np.uint64(32)
+_INV53 = 1.0 / 9007199254740992.0
+
+
+@njit(inline="always")
+def _next(x):
+    """Advance a xorshift64* state; return (new state, 64-bit output)."""
+    x ^= x >> _S12
+    x ^= x << _S25
+    x ^= x >> _S27
+    return x, x * _MULT
+
+
+@njit(inline="always")
+def _uniform(x):
+    """Return (new state, float in [0, 1))."""
+    x, r = _next(x)
+    return x, np.float64(r >> _S11) * _INV53
+
+
+@njit(inline="always")
+def _randint(x, n):
+    """Return (new state, integer in [0, n)) by Lemire's multiply-shift."""
+    x, r = _next(x)
+    return x, np.int64(((r >> _S32) * np.uint64(n)) >> _S32)
+
+
+@njit(inline="always")
+def _alias_draw(v, prob, alias, K):
+    """Draw from a Walker alias table given ``v`` uniform on [0, K)."""
+    j = min(np.int64(v), K - 1)
+    return j if v - j < prob[j] else np.int64(alias[j])
+
+
+@njit(inline="always")
+def _accept(x, num, den, s, ps, t, pt):
+    """Metropolis-Hastings test of ratio num/den; skips the draw when num >= den."""
+    if num >= den:
+        return x, t, pt
+    x, u = _uniform(x)
+    if u * den < num:
+        return x, t, pt
+    return x, s, ps
+
+
+def seed_state(seed, stream=0):
+    """Return a generator state for ``seed`` and a stream id (e.g. the rank).
+
+    SplitMix64 mixing makes nearby seeds and streams independent.
+    """
+    mask = (1 << 64) - 1
+    v = (int(seed) * 0x9E3779B97F4A7C15 + (int(stream) + 1) * 0xBF58476D1CE4E5B9) & mask
+    for _ in range(2):
+        v = (v ^ (v >> 30)) * 0xBF58476D1CE4E5B9 & mask
+        v = (v ^ (v >> 27)) * 0x94D049BB133111EB & mask
+        v ^= v >> 31
+    return np.array([v or 0x9E3779B97F4A7C15], dtype=np.uint64)
+
+
+def alias_table(weights):
+    """Walker alias table for a positive weight vector (Vose's method).
+
+    Returns ``(prob, alias)``: draw j uniformly, keep j with probability
+    ``prob[j]``, else take ``alias[j]``.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    n = w.shape[0]
+    p = w * (n / w.sum())
+    prob = np.ones(n)
+    alias = np.arange(n, dtype=np.int32)
+    small = [i for i in range(n) if p[i] < 1.0]
+    large = [i for i in range(n) if p[i] >= 1.0]
+    while small and large:
+        s = small.pop()
+        g = large[-1]
+        prob[s] = p[s]
+        alias[s] = g
+        p[g] -= 1.0 - p[s]
+        if p[g] < 1.0:
+            large.pop()
+            small.append(g)
+    return prob, alias
+
+
+@njit(cache=True)
+def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
+               alpha, a_prob, a_alias, alpha_sum, beta, vbeta, mh_steps,
+               d0, d1, ndk, state):
+    K = nk.shape[0]
+    kbeta = K * beta
+    inv_beta = 1.0 / beta
+    k_over_asum = K / alpha_sum
+    x = state[0]
+    for d in range(d0, d1):
+        t0 = doc_ptr[d]
+        t1 = doc_ptr[d + 1]
+        L = t1 - t0
+        if L == 0:
+            continue
+        for i in range(t0, t1):
+            ndk[z[i]] += 1
+        for i in range(t0, t1):
+            w = words[i]
+            s0 = np.int64(z[i])
+            ndk[s0] -= 1
+            nwk[w, s0] -= 1
+            nk[s0] -= 1
+            if separate_local:
+                nloc[w, s0] -= 1
+            s = s0
+            ps = (ndk[s] + alpha[s]) * (nwk[w, s] + beta) / (nk[s] + vbeta)
+            wbeg = wptr[w]
+            nw = wptr[w + 1] - wbeg
+            for _ in range(mh_steps):
+                # Document proposal q(k) ~ n_dk (with this token) + alpha_k.
+                # One uniform picks the mixture component and the index.
+                x, u = _uniform(x)
+                r = u * (L + alpha_sum)
+                if r < L:
+                    t = np.int64(z[t0 + np.int64(r)])
+                else:
+                    t = _alias_draw((r - L) * k_over_asum, a_prob, a_alias, K)
+                if t != s:
+                    pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
+                    qs = ndk[s] + (1.0 if s == s0 else 0.0) + alpha[s]
+                    qt = ndk[t] + (1.0 if t == s0 else 0.0) + alpha[t]
+                    x, s, ps = _accept(x, pt * qs, ps * qt, s, ps, t, pt)
+                # Word proposal q(k) ~ local n_wk (with this token) + beta.
+                x, u = _uniform(x)
+                r = u * (nw + kbeta)
+                if r < nw:
+                    t = np.int64(zw[wbeg + np.int64(r)])
+                else:
+                    t = min(np.int64((r - nw) * inv_beta), K - 1)
+                if t != s:
+                    pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
+                    qs = nloc[w, s] + (1.0 if s == s0 else 0.0) + beta
+                    qt = nloc[w, t] + (1.0 if t == s0 else 0.0) + beta
+                    x, s, ps = _accept(x, pt * qs, ps * qt, s, ps, t, pt)
+            if s != s0:
+                z[i] = s
+                zw[tpos[i]] = s
+            ndk[s] += 1
+            nwk[w, s] += 1
+            nk[s] += 1
+            if separate_local:
+                nloc[w, s] += 1
+        for i in range(t0, t1):
+            ndk[z[i]] = 0
+    state[0] = x
+
+
+@njit(cache=True)
+def _dense_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, alpha,
+                  beta, vbeta, d0, d1, ndk, cdf, state):
+    K = nk.shape[0]
+    x = state[0]
+    for d in range(d0, d1):
+        t0 = doc_ptr[d]
+        t1 = doc_ptr[d + 1]
+        for i in range(t0, t1):
+            ndk[z[i]] += 1
+        for i in range(t0, t1):
+            w = words[i]
+            s = z[i]
+            ndk[s] -= 1
+            nwk[w, s] -= 1
+            nk[s] -= 1
+            if separate_local:
+                nloc[w, s] -= 1
+            acc = 0.0
+            for k in range(K):
+                acc += (ndk[k] + alpha[k]) * (nwk[w, k] + beta) / (nk[k] + vbeta)
+                cdf[k] = acc
+            x, u = _uniform(x)
+            u *= acc
+            t = 0
+            while t < K - 1 and cdf[t] <= u:
+                t += 1
+            z[i] = t
+            ndk[t] += 1
+            nwk[w, t] += 1
+            nk[t] += 1
+            if separate_local:
+                nloc[w, t] += 1
+        for i in range(t0, t1):
+            ndk[z[i]] = 0
+    state[0] = x
+
+
+def _check_state(doc_ptr, words, z, nwk, nk, nloc, alpha, state, d0, d1):
+    if doc_ptr.dtype != np.int64 or doc_ptr.ndim != 1:
+        raise TypeError("doc_ptr must be a 1-D int64 array")
+    if words.shape != z.shape or words.ndim != 1:
+        raise ValueError("words and z must be 1-D arrays of one length")
+    if words.dtype.kind not in "iu" or z.dtype.kind not in "iu":
+        raise TypeError("words and z must be integer arrays")
+    if int(doc_ptr[-1]) != words.shape[0]:
+        raise ValueError("doc_ptr[-1] must equal the number of tokens")
+    if nwk.ndim != 2 or nwk.dtype.kind not in "iu" or not nwk.flags.c_contiguous:
+        raise TypeError("nwk must be a C-contiguous 2-D integer array")
+    if nloc.shape != nwk.shape or nloc.dtype != nwk.dtype:
+        raise ValueError("nloc must match nwk in shape and dtype")
+    if nk.dtype != np.int64 or nk.shape != (nwk.shape[1],):
+        raise TypeError("nk must be int64 of length K")
+    if alpha.dtype != np.float64 or alpha.shape != nk.shape:
+        raise TypeError("alpha must be float64 of length K")
+    if state.dtype != np.uint64 or state.shape != (1,):
+        raise TypeError("state must be a uint64 array of length 1")
+    if not 0 <= d0 <= d1 <= doc_ptr.shape[0] - 1:
+        raise ValueError("document range out of bounds")
+
+
+def mh_sweep(doc_ptr, words, z, nwk, nk, alpha, beta, state, *, wptr, tpos, zw,
+             nloc=None, mh_steps=2, d0=0, d1=None, scratch=None):
+    """Resample the topics of documents ``d0:d1`` by Metropolis-Hastings.
+
+    Parameters
+    ----------
+    doc_ptr, words, z, nwk, nk : arrays
+        Corpus and counts as described in the module docstring; ``z``,
+        ``nwk``, ``nk`` (and ``nloc``) are updated in place.
+    alpha : ndarray of float64, shape (K,)
+        Document-topic prior (asymmetric allowed).
+    beta : float
+        Symmetric topic-word prior.
+    state : ndarray of uint64, shape (1,)
+        Generator state, advanced in place.
+    wptr, tpos, zw : arrays
+        Word order of this rank's tokens (see :func:`word_index`) and the
+        topics in that order (``zw[tpos] == z``), updated in place.
+    nloc : ndarray, optional
+        Counts of this rank's tokens when ``nwk`` also holds other ranks'
+        counts; ``None`` when they coincide (one rank).
+    mh_steps : int
+        Number of (document, word) proposal pairs per token.
+    d0, d1 : int
+        Document range to sweep (default all).
+    scratch : ndarray of int32, shape (K,), optional
+        Zeroed work array reused across calls.
+    """
+    d1 = doc_ptr.shape[0] - 1 if d1 is None else d1
+    separate = nloc is not None
+    nloc = nwk if nloc is None else nloc
+    _check_state(doc_ptr, words, z, nwk, nk, nloc, alpha, state, d0, d1)
+    if (wptr.shape[0] != nwk.shape[0] + 1 or tpos.shape[0] != words.shape[0]
+            or zw.shape != z.shape or zw.dtype != z.dtype):
+        raise ValueError("wptr/tpos/zw do not match the corpus")
+    K = nk.shape[0]
+    a_prob, a_alias = alias_table(alpha)
+    ndk = np.zeros(K, np.int32) if scratch is None else scratch
+    _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate, wptr, tpos, zw, alpha,
+               a_prob, a_alias, float(alpha.sum()), float(beta),
+               float(beta) * nwk.shape[0], int(mh_steps), int(d0), int(d1), ndk, state)
+
+
+def dense_sweep(doc_ptr, words, z, nwk, nk, alpha, beta, state, *, nloc=None,
+                d0=0, d1=None, scratch=None):
+    """Resample documents ``d0:d1`` by the exact O(K) collapsed Gibbs rule.
+
+    Same arguments as :func:`mh_sweep` (without the word index).
+    """
+    d1 = doc_ptr.shape[0] - 1 if d1 is None else d1
+    separate = nloc is not None
+    nloc = nwk if nloc is None else nloc
+    _check_state(doc_ptr, words, z, nwk, nk, nloc, alpha, state, d0, d1)
+    K = nk.shape[0]
+    ndk = np.zeros(K, np.int32) if scratch is None else scratch
+    _dense_kernel(doc_ptr, words, z, nwk, nk, nloc, separate, alpha, float(beta),
+                  float(beta) * nwk.shape[0], int(d0), int(d1), ndk,
+                  np.empty(K), state)
+
+
+@njit(cache=True)
+def _word_index_kernel(words, V, wptr, tpos):
+    for i in range(words.shape[0]):
+        wptr[words[i] + 1] += 1
+    for v in range(V):
+        wptr[v + 1] += wptr[v]
+    fill = wptr[:-1].copy()
+    for i in range(words.shape[0]):
+        w = words[i]
+        tpos[i] = fill[w]
+        fill[w] += 1
+
+
+def word_index(words, V):
+    """Return ``(wptr, tpos)``: word-order offsets and each token's position.
+
+    Tokens of word ``w`` occupy positions ``wptr[w]:wptr[w+1]`` in word order,
+    in corpus order; token ``i`` sits at ``tpos[i]``.
+    """
+    if words.ndim != 1 or words.dtype.kind not in "iu":
+        raise TypeError("words must be a 1-D integer array")
+    wptr = np.zeros(V + 1, np.int64)
+    tpos = np.empty(words.shape[0], np.int32 if words.shape[0] < 2**31 else np.int64)
+    _word_index_kernel(words, V, wptr, tpos)
+    return wptr, tpos
+
+
+def word_order(z, tpos):
+    """Return the topics ``z`` arranged in word order (``zw[tpos] = z``)."""
+    zw = np.empty_like(z)
+    zw[tpos] = z
+    return zw
+
+
+@njit(cache=True)
+def _count_kernel(doc_ptr, words, z, nwk, nk):
+    for i in range(words.shape[0]):
+        nwk[words[i], z[i]] += 1
+        nk[z[i]] += 1
+
+
+def count_topics(doc_ptr, words, z, nwk, nk):
+    """Add the word-topic counts and topic totals of an assignment ``z``."""
+    if nk.dtype != np.int64 or nwk.shape[1] != nk.shape[0]:
+        raise TypeError("nk must be int64 of length K")
+    _count_kernel(doc_ptr, words, z, nwk, nk)
+
+
+@njit(cache=True)
+def _doc_ll_kernel(doc_ptr, z, alpha, alpha_sum, ndk):
+    total = 0.0
+    lg_asum = math.lgamma(alpha_sum)
+    for d in range(doc_ptr.shape[0] - 1):
+        t0 = doc_ptr[d]
+        t1 = doc_ptr[d + 1]
+        if t1 == t0:
+            continue
+        for i in range(t0, t1):
+            ndk[z[i]] += 1
+        total += lg_asum - math.lgamma(t1 - t0 + alpha_sum)
+        for i in range(t0, t1):
+            k = z[i]
+            if ndk[k] > 0:
+                total += math.lgamma(ndk[k] + alpha[k]) - math.lgamma(alpha[k])
+                ndk[k] = 0
+    return total
+
+
+def doc_log_likelihood(doc_ptr, z, alpha):
+    """Return sum over documents of log p(z_d | alpha) (Dirichlet-multinomial)."""
+    if alpha.dtype != np.float64:
+        raise TypeError("alpha must be float64")
+    return float(_doc_ll_kernel(doc_ptr, z, alpha, float(alpha.sum()),
+                                np.zeros(alpha.shape[0], np.int64)))
+
+
+@njit(cache=True)
+def _word_ll_kernel(nwk, beta):
+    total = 0.0
+    lg_b = math.lgamma(beta)
+    for w in range(nwk.shape[0]):
+        for k in range(nwk.shape[1]):
+            c = nwk[w, k]
+            if c > 0:
+                total += math.lgamma(c + beta) - lg_b
+    return total
+
+
+def word_log_likelihood(nwk_rows, beta):
+    """Return sum over the given word rows of log Gamma(n_wk+beta)-log Gamma(beta)."""
+    return float(_word_ll_kernel(nwk_rows, float(beta)))
+
+
+def topic_log_normaliser(nk, beta, V):
+    """Return sum_k [log Gamma(V beta) - log Gamma(n_k + V beta)]."""
+    vb = float(beta) * V
+    return float(sum(math.lgamma(vb) - math.lgamma(float(c) + vb) for c in nk))
+
+
+@njit(cache=True)
+def _foldin_kernel(doc_ptr, words, z, nwk, nk, alpha, a_prob, a_alias, alpha_sum,
+                   beta, vbeta, wrow_ptr, wrow_topic, wrow_cum, mh_steps, ndk_all,
+                   sweeps, state):
+    K = nk.shape[0]
+    kbeta = K * beta
+    x = state[0]
+    for d in range(doc_ptr.shape[0] - 1):
+        t0 = doc_ptr[d]
+        t1 = doc_ptr[d + 1]
+        L = t1 - t0
+        ndk = ndk_all[d]
+        for i in range(t0, t1):
+            x, k = _randint(x, K)
+            z[i] = k
+            ndk[k] += 1
+        for _ in range(sweeps):
+            for i in range(t0, t1):
+                w = words[i]
+                s0 = np.int64(z[i])
+                ndk[s0] -= 1
+                s = s0
+                ps = (ndk[s] + alpha[s]) * (nwk[w, s] + beta) / (nk[s] + vbeta)
+                rb = wrow_ptr[w]
+                re = wrow_ptr[w + 1]
+                nw = wrow_cum[re - 1] if re > rb else 0
+                for _s in range(mh_steps):
+                    x, u = _uniform(x)
+                    if u * (L + alpha_sum) < L:
+                        x, j = _randint(x, L)
+                        t = np.int64(z[t0 + j])
+                    else:
+                        x, j = _randint(x, K)
+                        x, u = _uniform(x)
+                        t = j if u < a_prob[j] else np.int64(a_alias[j])
+                    if t != s:
+                        pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
+                        qs = ndk[s] + (1.0 if s == s0 else 0.0) + alpha[s]
+                        qt = ndk[t] + (1.0 if t == s0 else 0.0) + alpha[t]
+                        acc = pt * qs / (ps * qt)
+                        x, u = _uniform(x)
+                        if u < acc:
+                            s = t
+                            ps = pt
+                    # Word proposal from the fixed model: q(k) ~ n_wk + beta,
+                    # the count part by binary search in the word's nonzeros.
+                    x, u = _uniform(x)
+                    r = u * (nw + kbeta)
+                    if r < nw:
+                        lo = rb
+                        hi = re - 1
+                        while lo < hi:
+                            mid = (lo + hi) // 2
+                            if wrow_cum[mid] > r:
+                                hi = mid
+                            else:
+                                lo = mid + 1
+                        t = np.int64(wrow_topic[lo])
+                    else:
+                        x, t = _randint(x, K)
+                    if t != s:
+                        pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
+                        acc = pt * (nwk[w, s] + beta) / (ps * (nwk[w, t] + beta))
+                        x, u = _uniform(x)
+                        if u < acc:
+                            s = t
+                            ps = pt
+                z[i] = s
+                ndk[s] += 1
+    state[0] = x
+
+
+@njit(cache=True)
+def _sparse_rows_kernel(nwk, ptr, topic, cum):
+    pos = 0
+    for w in range(nwk.shape[0]):
+        acc = 0
+        for k in range(nwk.shape[1]):
+            c = nwk[w, k]
+            if c > 0:
+                acc += c
+                topic[pos] = k
+                cum[pos] = acc
+                pos += 1
+        ptr[w + 1] = pos
+
+
+def sparse_rows(nwk):
+    """CSR of the nonzero word-topic counts with running sums per word."""
+    nnz = int(np.count_nonzero(nwk))
+    ptr = np.zeros(nwk.shape[0] + 1, np.int64)
+    topic = np.empty(nnz, np.int32)
+    cum = np.empty(nnz, np.float64)
+    _sparse_rows_kernel(nwk, ptr, topic, cum)
+    return ptr, topic, cum
+
+
+def fold_in(doc_ptr, words, nwk, nk, alpha, beta, state, *, sweeps=20, mh_steps=2,
+            rows=None):
+    """Infer topic counts of new documents with the model counts held fixed.
+
+    Parameters
+    ----------
+    doc_ptr, words : arrays
+        The new documents (word ids must be < V).
+    nwk, nk : arrays
+        Trained word-topic counts and totals; not modified.
+    alpha, beta, state :
+        Priors and generator state (advanced in place).
+    sweeps : int
+        Gibbs sweeps over each document.
+    rows : tuple, optional
+        Precomputed :func:`sparse_rows` of ``nwk`` (reused across calls).
+
+    Returns
+    -------
+    ndk : ndarray of int32, shape (D, K)
+        Document-topic counts of the final sample.
+    """
+    K = nk.shape[0]
+    _check_state(doc_ptr, words, np.zeros_like(words), nwk, nk, nwk, alpha, state,
+                 0, doc_ptr.shape[0] - 1)
+    ptr, topic, cum = sparse_rows(nwk) if rows is None else rows
+    z = np.empty(words.shape[0], np.int32)
+    ndk = np.zeros((doc_ptr.shape[0] - 1, K), np.int32)
+    a_prob, a_alias = alias_table(alpha)
+    _foldin_kernel(doc_ptr, words, z, nwk, nk, alpha, a_prob, a_alias,
+                   float(alpha.sum()), float(beta), float(beta) * nwk.shape[0],
+                   ptr, topic, cum, int(mh_steps), ndk, int(sweeps), state)
+    return ndk
