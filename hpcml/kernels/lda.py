@@ -154,6 +154,10 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
             ps = (ndk[s] + alpha[s]) * (nwk[w, s] + beta) / (nk[s] + vbeta)
             wbeg = wptr[w]
             nw = wptr[w + 1] - wbeg
+            pw = tpos[i]
+            # Both proposals are drawn from the current state (this token's
+            # entries in z and zw follow s), so the Hastings ratio uses the
+            # counts without this token: q_s(t)/q_t(s) = (n_t + a)/(n_s + a).
             for _ in range(mh_steps):
                 # Document proposal q(k) ~ n_dk (with this token) + alpha_k.
                 # One uniform picks the mixture component and the index.
@@ -165,9 +169,10 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
                     t = _alias_draw((r - L) * k_over_asum, a_prob, a_alias, K)
                 if t != s:
                     pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
-                    qs = ndk[s] + (1.0 if s == s0 else 0.0) + alpha[s]
-                    qt = ndk[t] + (1.0 if t == s0 else 0.0) + alpha[t]
-                    x, s, ps = _accept(x, pt * qs, ps * qt, s, ps, t, pt)
+                    x, s, ps = _accept(x, pt * (ndk[s] + alpha[s]),
+                                       ps * (ndk[t] + alpha[t]), s, ps, t, pt)
+                    z[i] = s
+                    zw[pw] = s
                 # Word proposal q(k) ~ local n_wk (with this token) + beta.
                 x, u = _uniform(x)
                 r = u * (nw + kbeta)
@@ -177,12 +182,10 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
                     t = min(np.int64((r - nw) * inv_beta), K - 1)
                 if t != s:
                     pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
-                    qs = nloc[w, s] + (1.0 if s == s0 else 0.0) + beta
-                    qt = nloc[w, t] + (1.0 if t == s0 else 0.0) + beta
-                    x, s, ps = _accept(x, pt * qs, ps * qt, s, ps, t, pt)
-            if s != s0:
-                z[i] = s
-                zw[tpos[i]] = s
+                    x, s, ps = _accept(x, pt * (nloc[w, s] + beta),
+                                       ps * (nloc[w, t] + beta), s, ps, t, pt)
+                    z[i] = s
+                    zw[pw] = s
             ndk[s] += 1
             nwk[w, s] += 1
             nk[s] += 1
@@ -450,13 +453,9 @@ def _foldin_kernel(doc_ptr, words, z, nwk, nk, alpha, a_prob, a_alias, alpha_sum
                         t = j if u < a_prob[j] else np.int64(a_alias[j])
                     if t != s:
                         pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
-                        qs = ndk[s] + (1.0 if s == s0 else 0.0) + alpha[s]
-                        qt = ndk[t] + (1.0 if t == s0 else 0.0) + alpha[t]
-                        acc = pt * qs / (ps * qt)
-                        x, u = _uniform(x)
-                        if u < acc:
-                            s = t
-                            ps = pt
+                        x, s, ps = _accept(x, pt * (ndk[s] + alpha[s]),
+                                           ps * (ndk[t] + alpha[t]), s, ps, t, pt)
+                        z[i] = s
                     # Word proposal from the fixed model: q(k) ~ n_wk + beta,
                     # the count part by binary search in the word's nonzeros.
                     x, u = _uniform(x)
@@ -475,11 +474,8 @@ def _foldin_kernel(doc_ptr, words, z, nwk, nk, alpha, a_prob, a_alias, alpha_sum
                         x, t = _randint(x, K)
                     if t != s:
                         pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
-                        acc = pt * (nwk[w, s] + beta) / (ps * (nwk[w, t] + beta))
-                        x, u = _uniform(x)
-                        if u < acc:
-                            s = t
-                            ps = pt
+                        x, s, ps = _accept(x, pt * (nwk[w, s] + beta),
+                                           ps * (nwk[w, t] + beta), s, ps, t, pt)
                 z[i] = s
                 ndk[s] += 1
     state[0] = x
