@@ -539,3 +539,234 @@ def fold_in(doc_ptr, words, nwk, nk, alpha, beta, state, *, sweeps=20, mh_steps=
                    float(alpha.sum()), float(beta), float(beta) * nwk.shape[0],
                    ptr, topic, cum, int(mh_steps), ndk, int(sweeps), state)
     return ndk
+
+
+_PACK_SHIFT = 24
+_PACK_BIAS = 1 << 23
+
+
+@njit(cache=True)
+def _delta_kernel(words, z, zsnap, t0, delta, touched):
+    K = delta.shape[1]
+    m = 0
+    for j in range(zsnap.shape[0]):
+        i = t0 + j
+        if z[i] != zsnap[j]:
+            w = words[i]
+            a = np.int64(zsnap[j])
+            b = np.int64(z[i])
+            if delta[w, a] == 0:
+                touched[m] = w * K + a
+                m += 1
+            delta[w, a] -= 1
+            if delta[w, b] == 0:
+                touched[m] = w * K + b
+                m += 1
+            delta[w, b] += 1
+    return m
+
+
+def segment_delta(words, z, zsnap, t0, delta, touched):
+    """Add the count changes of tokens ``t0:t0+len(zsnap)`` to ``delta``.
+
+    ``zsnap`` holds their topics before the segment was sampled.  Returns the
+    number of cells written to ``touched`` (flat indices into ``delta``; a
+    cell may appear twice, and some may have returned to zero).
+    """
+    if delta.dtype != np.int32 or touched.dtype != np.int64:
+        raise TypeError("delta must be int32 and touched int64")
+    if touched.shape[0] < 2 * zsnap.shape[0]:
+        raise ValueError("touched must hold two cells per token")
+    return int(_delta_kernel(words, z, zsnap, int(t0), delta, touched))
+
+
+@njit(cache=True)
+def _pack_kernel(delta, touched, m, packed):
+    flat = delta.reshape(-1)
+    n = 0
+    overflow = False
+    for j in range(m):
+        key = touched[j]
+        v = flat[key]
+        if v != 0:
+            if v >= _PACK_BIAS or v < -_PACK_BIAS:
+                overflow = True
+            packed[n] = (key << _PACK_SHIFT) | (v + _PACK_BIAS)
+            n += 1
+            flat[key] = 0
+    return n, overflow
+
+
+def pack_delta(delta, touched, m):
+    """Move the nonzero cells of ``delta`` listed in ``touched[:m]`` into int64
+    words ``(cell << 24) | (value + 2**23)`` and zero them in ``delta``.
+
+    Returns ``(packed, overflow)``; ``overflow`` is True when some value does
+    not fit in 24 bits (the caller must then exchange densely).
+    """
+    packed = np.empty(m, np.int64)
+    n, overflow = _pack_kernel(delta, touched, m, packed)
+    return packed[:n], bool(overflow)
+
+
+@njit(cache=True)
+def _unpack_kernel(packed, delta, mode):
+    flat = delta.reshape(-1)
+    mask = (np.int64(1) << _PACK_SHIFT) - 1
+    for j in range(packed.shape[0]):
+        e = packed[j]
+        v = (e & mask) - _PACK_BIAS
+        key = e >> _PACK_SHIFT
+        if mode == 1:
+            flat[key] = v
+        else:
+            flat[key] -= v
+
+
+def unpack_delta(packed, delta):
+    """Write packed cells into the dense ``delta`` (inverse of pack_delta)."""
+    _unpack_kernel(packed, delta, 1)
+
+
+def subtract_packed(packed, delta):
+    """``delta -= packed cells`` (remove this rank's own part from a sum)."""
+    _unpack_kernel(packed, delta, -1)
+
+
+@njit(cache=True)
+def _apply_packed_kernel(packed, lo, hi, nwk, nk):
+    K = nk.shape[0]
+    flat = nwk.reshape(-1)
+    mask = (np.int64(1) << _PACK_SHIFT) - 1
+    for j in range(packed.shape[0]):
+        if lo <= j < hi:
+            continue
+        e = packed[j]
+        key = e >> _PACK_SHIFT
+        v = (e & mask) - _PACK_BIAS
+        flat[key] += v
+        nk[key % K] += v
+
+
+def apply_packed(packed, skip, nwk, nk):
+    """Add packed deltas to the counts, skipping entries ``skip = (lo, hi)``
+    (this rank's own, already applied)."""
+    _apply_packed_kernel(packed, int(skip[0]), int(skip[1]), nwk, nk)
+
+
+@njit(cache=True)
+def _apply_dense_kernel(nwk, nk, delta):
+    V, K = nwk.shape
+    for w in range(V):
+        for k in range(K):
+            v = delta[w, k]
+            if v != 0:
+                nwk[w, k] += v
+                nk[k] += v
+
+
+def apply_dense(nwk, nk, delta):
+    """``nwk += delta`` and the topic totals with it, in place."""
+    if delta.shape != nwk.shape:
+        raise ValueError("delta shape must match nwk")
+    _apply_dense_kernel(nwk, nk, delta)
+
+
+@njit(cache=True)
+def _heldout_kernel(doc_ptr, words, ndk, alpha, alpha_sum, nwk, nk, beta, vbeta):
+    K = nk.shape[0]
+    inv = np.empty(K)
+    for k in range(K):
+        inv[k] = 1.0 / (nk[k] + vbeta)
+    total = 0.0
+    for d in range(doc_ptr.shape[0] - 1):
+        n_obs = 0
+        for k in range(K):
+            n_obs += ndk[d, k]
+        norm = 1.0 / (n_obs + alpha_sum)
+        for i in range(doc_ptr[d], doc_ptr[d + 1]):
+            w = words[i]
+            p = 0.0
+            for k in range(K):
+                p += (ndk[d, k] + alpha[k]) * (nwk[w, k] + beta) * inv[k]
+            total += math.log(p * norm)
+    return total
+
+
+def heldout_log_likelihood(doc_ptr, words, ndk, alpha, nwk, nk, beta):
+    """Sum of log p(w | theta_d, phi) over held-out tokens (document completion).
+
+    ``ndk`` are the fold-in counts of each document's observed half; theta and
+    phi are the posterior means given the counts.
+    """
+    if ndk.shape != (doc_ptr.shape[0] - 1, nk.shape[0]):
+        raise ValueError("ndk must be (documents, K)")
+    return float(_heldout_kernel(doc_ptr, words, ndk, alpha, float(alpha.sum()), nwk, nk,
+                                 float(beta), float(beta) * nwk.shape[0]))
+
+
+@njit(cache=True)
+def _digamma(x):
+    r = 0.0
+    while x < 6.0:
+        r -= 1.0 / x
+        x += 1.0
+    f = 1.0 / (x * x)
+    return r + math.log(x) - 0.5 / x - f * (1.0 / 12 - f * (1.0 / 120 - f * (
+        1.0 / 252 - f * (1.0 / 240 - f / 132))))
+
+
+@njit(cache=True)
+def _alpha_stats_kernel(doc_ptr, z, alpha, ndk, num):
+    alpha_sum = 0.0
+    for k in range(alpha.shape[0]):
+        alpha_sum += alpha[k]
+    den = 0.0
+    for d in range(doc_ptr.shape[0] - 1):
+        t0 = doc_ptr[d]
+        t1 = doc_ptr[d + 1]
+        if t1 == t0:
+            continue
+        for i in range(t0, t1):
+            ndk[z[i]] += 1
+        for i in range(t0, t1):
+            k = z[i]
+            if ndk[k] > 0:
+                num[k] += _digamma(ndk[k] + alpha[k]) - _digamma(alpha[k])
+                ndk[k] = 0
+        den += _digamma(t1 - t0 + alpha_sum) - _digamma(alpha_sum)
+    return den
+
+
+def alpha_statistics(doc_ptr, z, alpha):
+    """Minka's fixed-point sums for alpha over local documents.
+
+    Returns ``(num, den)`` with ``num[k] = sum_d psi(n_dk+a_k) - psi(a_k)`` and
+    ``den = sum_d psi(n_d+sum a) - psi(sum a)``; the update is
+    ``a_k <- a_k * num_k / den`` once both are summed over ranks.
+    """
+    num = np.zeros(alpha.shape[0])
+    den = _alpha_stats_kernel(doc_ptr, z, alpha, np.zeros(alpha.shape[0], np.int64), num)
+    return num, float(den)
+
+
+@njit(cache=True)
+def _beta_stats_kernel(nwk_rows, beta):
+    num = 0.0
+    db = _digamma(beta)
+    for w in range(nwk_rows.shape[0]):
+        for k in range(nwk_rows.shape[1]):
+            c = nwk_rows[w, k]
+            if c > 0:
+                num += _digamma(c + beta) - db
+    return num
+
+
+def beta_numerator(nwk_rows, beta):
+    """Sum over the given rows of psi(n_wk + beta) - psi(beta)."""
+    return float(_beta_stats_kernel(nwk_rows, float(beta)))
+
+
+def digamma(x):
+    """Digamma function (exposed for tests of the fixed-point updates)."""
+    return float(_digamma(float(x)))
