@@ -6,7 +6,7 @@ from hpcml.io.corpus import Corpus
 
 
 def lda_corpus(n_docs, n_words, n_topics, doc_length, *, alpha=0.1, beta=0.01,
-               seed=0, length_spread=0.0):
+               seed=0, length_spread=0.0, zipf=0.0):
     """Draw a corpus from LDA with known topics.
 
     Parameters
@@ -20,6 +20,10 @@ def lda_corpus(n_docs, n_words, n_topics, doc_length, *, alpha=0.1, beta=0.01,
         distributions.
     seed : int
         Everything drawn from ``numpy.random.default_rng(seed)``.
+    zipf : float
+        When > 0, topics are drawn from a Dirichlet whose base measure falls
+        as rank**-zipf (total concentration V * beta), so word frequencies
+        follow a Zipf-like law as in real text; 0 gives Dirichlet(beta).
     length_spread : float
         Document lengths are Poisson(doc_length) when > 0 (scaled by this
         factor around the mean), else all equal to ``doc_length``.
@@ -36,7 +40,12 @@ def lda_corpus(n_docs, n_words, n_topics, doc_length, *, alpha=0.1, beta=0.01,
     if n_topics < 1 or n_words < 1 or n_docs < 0 or doc_length < 0:
         raise ValueError("sizes must be positive")
     rng = np.random.default_rng(seed)
-    phi = rng.dirichlet(np.full(n_words, beta), size=n_topics)
+    if zipf > 0:
+        base = np.arange(1, n_words + 1, dtype=np.float64) ** -zipf
+        conc = np.maximum(base * (n_words * beta / base.sum()), 1e-3 * beta)
+    else:
+        conc = np.full(n_words, beta)
+    phi = rng.dirichlet(conc, size=n_topics)
     theta = rng.dirichlet(np.full(n_topics, alpha), size=n_docs)
     if length_spread > 0:
         lengths = np.maximum(0, np.rint(doc_length + length_spread * (
