@@ -245,8 +245,8 @@ def _check_state(doc_ptr, words, z, nwk, nk, nloc, alpha, state, d0, d1):
         raise ValueError("doc_ptr[-1] must equal the number of tokens")
     if nwk.ndim != 2 or nwk.dtype.kind not in "iu" or not nwk.flags.c_contiguous:
         raise TypeError("nwk must be a C-contiguous 2-D integer array")
-    if nloc.shape != nwk.shape or nloc.dtype != nwk.dtype:
-        raise ValueError("nloc must match nwk in shape and dtype")
+    if nloc.shape != nwk.shape or nloc.dtype.kind not in "iu":
+        raise ValueError("nloc must be an integer array shaped like nwk")
     if nk.dtype != np.int64 or nk.shape != (nwk.shape[1],):
         raise TypeError("nk must be int64 of length K")
     if alpha.dtype != np.float64 or alpha.shape != nk.shape:
