@@ -1,0 +1,348 @@
+"""The communicator layer: the only place where algorithm code meets mpi4py.
+
+Every algorithm takes a :class:`Comm` as an argument; only the command line
+picks ``MPI.COMM_WORLD`` (:meth:`Comm.world`).  Data move through buffer
+collectives on numpy arrays; small control objects through the lowercase
+pickle-based calls.  Every call is timed and its bytes counted, so a run can
+report per rank how its wall time split into compute, communication and I/O,
+the accounting Petuum's authors used to show network waiting time overtaking
+compute.
+"""
+
+import contextlib
+import sys
+import time
+import traceback
+import warnings
+
+import numpy as np
+from mpi4py import MPI
+
+from hpcml.errors import HpcmlError, InputError
+
+_OPS = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN, "prod": MPI.PROD}
+
+
+def _op(name):
+    try:
+        return _OPS[name]
+    except KeyError:
+        raise ValueError(f"unknown reduction {name!r}; expected one of {sorted(_OPS)}") from None
+
+
+def _contiguous(arr, what):
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{what} needs a numpy array, got {type(arr).__name__}")
+    if not arr.flags.c_contiguous:
+        raise ValueError(f"{what} needs a C-contiguous array")
+    return arr
+
+
+class Timings:
+    """Seconds and bytes accumulated by one rank since the communicator was made.
+
+    Compute time is what is left of the wall time after communication and
+    I/O, so the three always add up to the elapsed time.
+    """
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.comm_s = 0.0
+        self.io_s = 0.0
+        self.bytes = 0
+        self.calls = 0
+        self.phases = {}
+
+    def snapshot(self):
+        """This rank's figures as a plain dict."""
+        wall = time.perf_counter() - self.start
+        return {
+            "wall_s": wall,
+            "compute_s": max(wall - self.comm_s - self.io_s, 0.0),
+            "comm_s": self.comm_s,
+            "io_s": self.io_s,
+            "bytes": self.bytes,
+            "calls": self.calls,
+        }
+
+
+class Request:
+    """A non-blocking collective in flight; :meth:`wait` must be called.
+
+    The wait is timed as communication: time spent waiting is exactly the
+    network time that overlap failed to hide.
+    """
+
+    def __init__(self, comm, request, result):
+        self._comm = comm
+        self._request = request
+        self._result = result
+        self._done = False
+
+    def wait(self):
+        """Block until the collective completes and return its result array."""
+        if not self._done:
+            t0 = time.perf_counter()
+            self._request.Wait()
+            self._comm.stats.comm_s += time.perf_counter() - t0
+            self._done = True
+        return self._result
+
+    def test(self):
+        """True when the collective has completed (never blocks)."""
+        if not self._done and self._request.Test():
+            self._done = True
+        return self._done
+
+    def __del__(self):
+        if not self._done:
+            warnings.warn("a non-blocking collective was never waited", ResourceWarning, stacklevel=1)
+
+
+class Comm:
+    """A timed wrapper around an mpi4py communicator.
+
+    Parameters
+    ----------
+    mpi_comm : mpi4py.MPI.Comm
+        The communicator to wrap.  Algorithms receive the wrapper, never the
+        raw communicator.
+    """
+
+    def __init__(self, mpi_comm):
+        self.mpi = mpi_comm
+        self.rank = mpi_comm.Get_rank()
+        self.size = mpi_comm.Get_size()
+        self.stats = Timings()
+        # A private duplicate on which only failing ranks meet, so that an
+        # error agreement can never match a collective of the algorithm.
+        self._errors = mpi_comm.Dup()
+
+    @classmethod
+    def world(cls):
+        """All processes of the job; only the command line should call this."""
+        return cls(MPI.COMM_WORLD)
+
+    @classmethod
+    def self_comm(cls):
+        """A communicator of this process alone (serial use, tests)."""
+        return cls(MPI.COMM_SELF)
+
+    def __repr__(self):
+        return f"Comm(rank={self.rank}, size={self.size})"
+
+    @contextlib.contextmanager
+    def _timed(self, nbytes):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stats.comm_s += time.perf_counter() - t0
+            self.stats.bytes += int(nbytes)
+            self.stats.calls += 1
+
+    # -- buffer collectives ---------------------------------------------------
+
+    def allreduce(self, arr, op="sum"):
+        """Reduce ``arr`` over all ranks, in place, and return it."""
+        _contiguous(arr, "allreduce")
+        with self._timed(arr.nbytes):
+            if self.size > 1:
+                self.mpi.Allreduce(MPI.IN_PLACE, arr, op=_op(op))
+        return arr
+
+    def iallreduce(self, arr, op="sum"):
+        """Start an in-place allreduce of ``arr``; returns a :class:`Request`."""
+        _contiguous(arr, "iallreduce")
+        with self._timed(arr.nbytes):
+            request = self.mpi.Iallreduce(MPI.IN_PLACE, arr, op=_op(op))
+        return Request(self, request, arr)
+
+    def allreduce_scalar(self, value, op="sum"):
+        """Reduce one number over all ranks; returns a Python scalar."""
+        kind = np.float64 if isinstance(value, (float, np.floating)) else np.int64
+        buf = np.array([value], dtype=kind)
+        return self.allreduce(buf, op)[0].item()
+
+    def bcast(self, arr, root=0):
+        """Broadcast an array from ``root``; other ranks may pass ``None``."""
+        if self.rank == root:
+            arr = np.ascontiguousarray(arr)
+            meta = (arr.shape, arr.dtype.str)
+        else:
+            meta = None
+        shape, dtype = self.bcast_obj(meta, root)
+        if self.rank != root:
+            arr = np.empty(shape, dtype=dtype)
+        with self._timed(arr.nbytes):
+            if self.size > 1:
+                self.mpi.Bcast(arr, root=root)
+        return arr
+
+    def _vector_layout(self, local, what):
+        local = np.ascontiguousarray(local)
+        shapes = self.allgather_obj((local.shape, local.dtype.str))
+        tails = {(s[1:], d) for s, d in shapes}
+        if len(tails) != 1:
+            raise ValueError(f"{what}: ranks disagree on trailing shape or dtype: {sorted(tails)}")
+        tail, dtype = tails.pop()
+        rows = np.array([s[0] for s, _ in shapes], dtype=np.int64)
+        width = int(np.prod(tail, dtype=np.int64))
+        counts = rows * width
+        displs = np.zeros_like(counts)
+        np.cumsum(counts[:-1], out=displs[1:])
+        return local, (int(rows.sum()), *tail), np.dtype(dtype), counts, displs
+
+    def allgatherv(self, local):
+        """Concatenate every rank's array along axis 0, on every rank."""
+        local, shape, dtype, counts, displs = self._vector_layout(local, "allgatherv")
+        out = np.empty(shape, dtype=dtype)
+        with self._timed(out.nbytes):
+            self.mpi.Allgatherv(local, [out, (counts, displs)])
+        return out
+
+    def gatherv(self, local, root=0):
+        """Concatenate every rank's array along axis 0 on ``root`` (``None`` elsewhere)."""
+        local, shape, dtype, counts, displs = self._vector_layout(local, "gatherv")
+        out = np.empty(shape, dtype=dtype) if self.rank == root else None
+        with self._timed(local.nbytes if self.rank != root else np.prod(shape) * dtype.itemsize):
+            self.mpi.Gatherv(local, [out, (counts, displs)] if self.rank == root else None, root=root)
+        return out
+
+    # -- small control objects ------------------------------------------------
+
+    def bcast_obj(self, obj, root=0):
+        """Broadcast a small picklable object from ``root``."""
+        with self._timed(0):
+            return self.mpi.bcast(obj, root=root) if self.size > 1 else obj
+
+    def allgather_obj(self, obj):
+        """List of every rank's small picklable object, on every rank."""
+        with self._timed(0):
+            return self.mpi.allgather(obj) if self.size > 1 else [obj]
+
+    def barrier(self):
+        """Wait for every rank."""
+        with self._timed(0):
+            self.mpi.Barrier()
+
+    # -- agreement --------------------------------------------------------------
+
+    def agree(self, ok, message=""):
+        """Turn a problem seen on some ranks into the same error on every rank.
+
+        Parameters
+        ----------
+        ok : bool
+            This rank's verdict.
+        message : str
+            What went wrong here (used only when ``ok`` is false).
+
+        Raises
+        ------
+        InputError
+            On every rank, with the message of the lowest failing rank, when
+            any rank passed ``ok=False``.  A MIN reduction (not a SUM of
+            flags) finds that rank in one collective on the success path.
+        """
+        failing = np.array([self.size if ok else self.rank], dtype=np.int64)
+        first = int(self.allreduce(failing, "min")[0])
+        if first == self.size:
+            return
+        message = self.bcast_obj(message if self.rank == first else None, root=first)
+        raise InputError(message, collective=True)
+
+    @contextlib.contextmanager
+    def guard(self):
+        """Run a block whose :class:`InputError` becomes every rank's error.
+
+        Use it around local work that may fail on some ranks only (reading a
+        shard, validating it) before the next collective.
+        """
+        try:
+            yield
+        except InputError as exc:
+            if exc.collective:
+                raise
+            self.agree(False, str(exc))
+        self.agree(True)
+
+    def failed_together(self, grace=2.0):
+        """True if every rank reached this call within ``grace`` seconds.
+
+        Called by a rank that raised an error outside :meth:`agree`.  When
+        every rank failed the same way (a bad option seen by all), the job
+        can end cleanly with one message; when this rank failed alone the
+        others are busy elsewhere, the call returns ``False`` and the caller
+        aborts the job.
+        """
+        if self.size == 1:
+            return True
+        flag = np.ones(1, dtype=np.int64)
+        request = self._errors.Iallreduce(MPI.IN_PLACE, flag, op=MPI.SUM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if request.Test():
+                return True
+            time.sleep(0.005)
+        return False
+
+    # -- accounting ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def io(self):
+        """Count the time spent in the block as I/O."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stats.io_s += time.perf_counter() - t0
+
+    def timings(self):
+        """This rank's compute / communication / I/O seconds and bytes moved."""
+        return self.stats.snapshot()
+
+    def timing_report(self):
+        """Min, median and max over ranks of each timing figure (collective).
+
+        Returns
+        -------
+        dict
+            ``{figure: {"min", "median", "max"}}`` for ``wall_s``,
+            ``compute_s``, ``comm_s``, ``io_s``, ``bytes`` and ``calls``.
+        """
+        mine = self.timings()
+        keys = sorted(mine)
+        table = np.array(self.allgather_obj([mine[k] for k in keys]), dtype=np.float64)
+        return {
+            k: {"min": float(table[:, j].min()), "median": float(np.median(table[:, j])),
+                "max": float(table[:, j].max())}
+            for j, k in enumerate(keys)
+        }
+
+
+def abort(code, message=None):
+    """End the whole MPI job now with exit status ``code``.
+
+    Used when one rank fails alone: the others may be waiting in a
+    collective and would otherwise hang until the time limit.
+    """
+    if message:
+        sys.stderr.write(message.rstrip("\n") + "\n")
+        sys.stderr.flush()
+    MPI.COMM_WORLD.Abort(code)
+
+
+def install_abort_hook():
+    """Make an uncaught exception on any rank abort the whole job.
+
+    The same policy as ``python -m mpi4py``: the traceback is printed by the
+    failing rank, then ``MPI_Abort`` ends every rank with a non-zero status.
+    """
+    def hook(kind, value, tb):
+        rank = MPI.COMM_WORLD.Get_rank()
+        text = "".join(traceback.format_exception(kind, value, tb))
+        code = value.exit_code if isinstance(value, HpcmlError) else 1
+        abort(code, f"[rank {rank}] {text}")
+
+    sys.excepthook = hook

@@ -1,0 +1,56 @@
+"""Process set-up that must happen before numpy, BLAS or numba start threads.
+
+Only the standard library is imported here: the thread variables are read
+by OpenBLAS, OpenMP and numba when they load, so they must be set first.
+"""
+
+import os
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+# Launchers tell each process its rank and how many ranks share its node.
+_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
+_LOCAL_SIZE_VARIABLES = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_ON_NODE")
+
+
+def launcher_rank():
+    """This process's rank as the launcher set it (0 when not launched by MPI)."""
+    for name in _RANK_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
+def ranks_on_node():
+    """Number of ranks the launcher placed on this node (1 when unknown)."""
+    for name in _LOCAL_SIZE_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
+def limit_threads(environ=os.environ):
+    """Give each rank its share of the node's cores unless told otherwise.
+
+    Several ranks on one node, each running a multithreaded BLAS or numba,
+    oversubscribe the cores and slow every rank down.  When more than one
+    rank shares the node, each thread variable that the user did not set
+    becomes ``HPCML_THREADS``, else ``SLURM_CPUS_PER_TASK``, else 1.
+
+    Returns
+    -------
+    dict
+        The variables this call set.
+    """
+    explicit = environ.get("HPCML_THREADS") or ""
+    if not explicit and ranks_on_node() <= 1:
+        return {}
+    threads = explicit or environ.get("SLURM_CPUS_PER_TASK") or "1"
+    changed = {}
+    for name in THREAD_VARIABLES:
+        if name not in environ:
+            environ[name] = changed[name] = threads
+    return changed

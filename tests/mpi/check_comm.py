@@ -1,0 +1,54 @@
+"""Collectives of hpcml.comm against values every rank can compute alone."""
+
+import numpy as np
+
+from hpcml.comm import Comm
+from hpcml.errors import InputError
+
+comm = Comm.world()
+r, p = comm.rank, comm.size
+
+x = np.full(5, r + 1.0)
+assert np.array_equal(comm.allreduce(x), np.full(5, p * (p + 1) / 2))
+assert comm.allreduce_scalar(r, "max") == p - 1
+assert comm.allreduce_scalar(float(r), "min") == 0.0
+
+y = comm.bcast(np.arange(7.0).reshape(7, 1) if r == 0 else None)
+assert y.shape == (7, 1) and y[6, 0] == 6.0
+
+# Uneven blocks, one rank empty: rank r holds r rows of width 3.
+local = np.full((r, 3), float(r))
+expected = np.concatenate([np.full((q, 3), float(q)) for q in range(p)])
+assert np.array_equal(comm.allgatherv(local), expected)
+gathered = comm.gatherv(local, root=p - 1)
+assert (gathered is None) == (r != p - 1)
+if gathered is not None:
+    assert np.array_equal(gathered, expected)
+
+request = comm.iallreduce(np.ones(4) * r)
+assert np.array_equal(request.wait(), np.full(4, p * (p - 1) / 2))
+
+# agree: one rank's problem becomes the same error on every rank.
+try:
+    comm.agree(r != p - 1, f"bad shard on rank {r}")
+except InputError as exc:
+    assert str(exc) == f"bad shard on rank {p - 1}" and exc.collective
+else:
+    raise AssertionError("agree did not raise")
+comm.agree(True, "never")
+
+try:
+    with comm.guard():
+        if r == 0:
+            raise InputError("rank 0 saw a problem")
+except InputError as exc:
+    assert str(exc) == "rank 0 saw a problem"
+else:
+    raise AssertionError("guard did not raise")
+
+report = comm.timing_report()
+for key in ("compute_s", "comm_s", "io_s", "bytes", "wall_s"):
+    assert report[key]["min"] <= report[key]["median"] <= report[key]["max"]
+assert report["bytes"]["min"] > 0 if p > 1 else True
+mine = comm.timings()
+assert abs(mine["compute_s"] + mine["comm_s"] + mine["io_s"] - mine["wall_s"]) < 1e-6 or mine["compute_s"] == 0

@@ -1,0 +1,162 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import MPI_SCRIPTS, RANKS, hpcml, launch, mpirun
+from hpcml.io.hdf5 import write_matrix
+
+pytestmark = pytest.mark.mpi
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((3 * 40 + 1, 12))
+    write_matrix(f"{folder}/in.h5:/A", A)
+    bad = A.copy()
+    bad[77, 3] = np.nan
+    write_matrix(f"{folder}/in.h5:/nan", bad)
+    with h5py.File(folder / "in.h5", "a") as handle:
+        handle["vector"] = np.ones(5)
+    return folder, A
+
+
+def test_help_lists_subcommands():
+    result = launch([sys.executable, "-m", "hpcml", "--help"])
+    assert result.returncode == 0
+    for name in ("info", "run", "demo", "data", "stats"):
+        assert name in result.stdout
+
+
+def test_info_reports_mpi_library_and_ranks():
+    result = hpcml(2, "info", "--json")
+    assert result.returncode == 0, result
+    facts = json.loads(result.stdout)
+    assert facts["ranks"] == 2 and "MPICH" in facts["mpi_library"]
+    assert facts["thread_variables"]["OPENBLAS_NUM_THREADS"] == "1"
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+def test_stats_equal_numpy(ranks, data):
+    folder, A = data
+    out = folder / f"stats{ranks}.h5"
+    result = hpcml(ranks, "stats", "--input", f"{folder}/in.h5:/A", "--output", out, "--json")
+    assert result.returncode == 0, result
+    summary = json.loads(result.stdout)
+    sigma = np.linalg.svd(A, compute_uv=False)[0]
+    assert abs(summary["spectral_norm"] - sigma) <= 1e-8 * sigma
+    with h5py.File(out, "r") as handle:
+        assert np.allclose(handle["col_means"][()], A.mean(axis=0), rtol=1e-12, atol=1e-14)
+        assert np.allclose(handle["col_norms"][()], np.linalg.norm(A, axis=0), rtol=1e-12)
+        assert handle.attrs["ranks"] == ranks
+        assert set(json.loads(handle.attrs["timings"])) >= {"compute_s", "comm_s", "io_s", "bytes"}
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("missing.h5:/A", "missing.h5: no such file"),
+    ("in.h5:/B", "in.h5: no dataset /B"),
+    ("in.h5:/vector", "must be a 2-D matrix, has shape (5,)"),
+    ("in.h5:/nan", "NaN or Inf in row 77"),
+    ("in.h5", "expected FILE.h5:/DATASET"),
+])
+def test_bad_input_exits_2_with_one_line(data, spec, message):
+    folder, _ = data
+    result = hpcml(3, "stats", "--input", spec, cwd=folder, timeout=60)
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("hpcml: error:"), result
+
+
+def test_usage_error_exits_2():
+    result = hpcml(2, "stats", "--power-iterations", "many")
+    assert result.returncode == 2
+    assert result.stderr.count("invalid int value") == 1  # rank 0 only
+
+
+def test_rank_failing_alone_ends_the_job_quickly():
+    result = mpirun(2, [sys.executable, os.path.join(MPI_SCRIPTS, "check_abort.py")], timeout=30)
+    assert result.returncode != 0
+    assert result.seconds < 10, result.seconds
+    assert "rank 1 fails alone" in result.stderr
+
+
+def test_run_job_spec_with_overrides(data, tmp_path):
+    folder, A = data
+    spec = tmp_path / "job.toml"
+    spec.write_text(f'workload = "stats"\n[params]\ninput = "{folder}/in.h5:/A"\n'
+                    f'power_iterations = 3\ntol = 0.0\n[resources]\nranks = 2\n')
+    result = hpcml(2, "run", spec, "--set", "power_iterations=5", "--json")
+    assert result.returncode == 0, result
+    assert json.loads(result.stdout)["power_iterations"] == 5
+
+
+@pytest.mark.parametrize("body,message", [
+    ('workload = "stats"\n[params]\nbogus = 1\n', "unknown parameter 'bogus'"),
+    ('workload = "stats"\n[params]\ninput = "x.h5:/A"\npower_iterations = "5"\n', "must be int"),
+    ('workload = "nosuch"\n', "unknown workload 'nosuch'"),
+    ('workload = "stats"\nextra = 1\n', "unknown key 'extra'"),
+    ('workload = "stats"\n[resources]\nranks = "two"\n', "ranks must be int"),
+    ('workload = [\n', "invalid TOML"),
+])
+def test_bad_job_specs(tmp_path, body, message):
+    spec = tmp_path / "job.toml"
+    spec.write_text(body)
+    result = hpcml(2, "run", spec)
+    assert result.returncode == 2
+    assert message in result.stderr and result.stderr.count("hpcml: error") == 1, result
+
+
+def test_checkpoint_resume_equals_uninterrupted(data, tmp_path):
+    folder, _ = data
+    common = ["stats", "--input", f"{folder}/in.h5:/A", "--tol", "0", "--json"]
+    whole = hpcml(2, *common, "--power-iterations", 12)
+    part = hpcml(2, *common, "--power-iterations", 7, "--checkpoint-dir", tmp_path, "--checkpoint-every", 3)
+    assert sorted(os.listdir(tmp_path)) == ["ckpt-00000003", "ckpt-00000006"]
+    rest = hpcml(2, *common, "--power-iterations", 12, "--checkpoint-dir", tmp_path, "--resume")
+    for result in (whole, part, rest):
+        assert result.returncode == 0, result
+    assert "resuming power iteration after iteration 6" in rest.stderr
+    assert json.loads(rest.stdout)["spectral_norm"] == json.loads(whole.stdout)["spectral_norm"]
+
+
+def test_resume_with_other_rank_count_is_refused(data, tmp_path):
+    folder, _ = data
+    args = ["stats", "--input", f"{folder}/in.h5:/A", "--power-iterations", 4, "--tol", "0",
+            "--checkpoint-dir", tmp_path, "--checkpoint-every", 2]
+    assert hpcml(2, *args).returncode == 0
+    result = hpcml(3, *args, "--resume")
+    assert result.returncode == 2 and "written by 2 ranks" in result.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_stop_signal_checkpoints_and_exits_75(tmp_path, signum):
+    write_matrix(f"{tmp_path}/big.h5:/A", np.random.default_rng(1).standard_normal((4001, 50)))
+    from hpcml.launch import mpiexec_command
+    command = mpiexec_command(2, ["stats", "--input", f"{tmp_path}/big.h5:/A", "--tol", "0",
+                                  "--power-iterations", "10000000", "--checkpoint-dir", f"{tmp_path}/ck",
+                                  "--checkpoint-every", "100"])
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while not os.path.exists(tmp_path / "ck" / "ckpt-00000100") and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 75, err
+    assert "checkpoint of iteration" in err
+    saved = sorted(os.listdir(tmp_path / "ck"))
+    last = int(saved[-1].split("-")[1])
+    assert last > 100 and last % 100 != 0 or len(saved) == 2, saved
+    assert os.path.exists(tmp_path / "ck" / saved[-1] / "manifest.json")
