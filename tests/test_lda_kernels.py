@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hpcml.kernels import lda as K
-from tests import lda_reference as ref
+import lda_reference as ref
 from hpcml.topics.synthetic import lda_corpus
 
 

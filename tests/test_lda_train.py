@@ -2,19 +2,20 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
+from conftest import mpirun
 from hpcml.comm import Comm
 from hpcml.errors import InputError
 from hpcml.topics.lda import LDA, completion_split, heldout_mask
 from hpcml.topics.synthetic import lda_corpus
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 
 
 def matched_cosine(phi_true, phi_est):
@@ -107,16 +108,13 @@ def test_bad_parameters():
 
 
 def _mpirun(n, *args):
-    env = dict(os.environ, OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1",
-               PYTHONPATH=ROOT)
-    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    out = subprocess.run([mpiexec, "-n", str(n), sys.executable,
-                          os.path.join(ROOT, "tests", "lda_mpi_check.py"), *map(str, args)],
-                         capture_output=True, text=True, timeout=240, env=env, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = mpirun(n, [sys.executable, os.path.join(HERE, "lda_mpi_check.py"), *map(str, args)],
+                 timeout=240, cwd=ROOT, env={"PYTHONPATH": ROOT})
+    assert out.returncode == 0, out
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.mpi
 def test_ranks_reach_the_same_quality():
     # 3*50+1 documents: uneven shards.
     results = {n: _mpirun(n, 151, 40, 0.5, 0) for n in (1, 2, 3)}
@@ -128,6 +126,7 @@ def test_ranks_reach_the_same_quality():
     assert results[2]["modes"] and results[1]["modes"] == []
 
 
+@pytest.mark.mpi
 def test_staleness_and_empty_shards():
     # Two documents on three ranks: one shard is empty; dense non-blocking exchange.
     r = _mpirun(3, 2, 3, 0.5, 1)

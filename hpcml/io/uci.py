@@ -29,6 +29,7 @@ from numba import njit
 
 from hpcml.errors import InputError
 from hpcml.io.corpus import Corpus, from_token_lists
+from hpcml.kernels import JIT
 
 _BAD_FIELD, _FIELD_COUNT, _NEGATIVE, _DOC_RANGE, _WORD_RANGE, _TOO_MANY = range(1, 7)
 
@@ -47,7 +48,7 @@ def _read_bytes(path):
     return raw
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _parse_body(buf, pos, line, n_docs, n_words, docs, words, counts):
     """Parse ``doc word count`` lines from ``buf[pos:]``.
 

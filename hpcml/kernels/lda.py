@@ -36,6 +36,8 @@ import math
 import numpy as np
 from numba import njit
 
+from hpcml.kernels import JIT
+
 _MULT = np.uint64(0x2545F4914F6CDD1D)
 _S12 = np.uint64(12)
 _S25 = np.uint64(25)
@@ -125,7 +127,7 @@ def alias_table(weights):
     return prob, alias
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
                alpha, a_prob, a_alias, alpha_sum, beta, vbeta, mh_steps,
                d0, d1, ndk, state):
@@ -196,7 +198,7 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
     state[0] = x
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _dense_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, alpha,
                   beta, vbeta, d0, d1, ndk, cdf, state):
     K = nk.shape[0]
@@ -317,7 +319,7 @@ def dense_sweep(doc_ptr, words, z, nwk, nk, alpha, beta, state, *, nloc=None,
                   np.empty(K), state)
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _word_index_kernel(words, V, wptr, tpos):
     for i in range(words.shape[0]):
         wptr[words[i] + 1] += 1
@@ -351,7 +353,7 @@ def word_order(z, tpos):
     return zw
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _count_kernel(doc_ptr, words, z, nwk, nk):
     for i in range(words.shape[0]):
         nwk[words[i], z[i]] += 1
@@ -365,7 +367,7 @@ def count_topics(doc_ptr, words, z, nwk, nk):
     _count_kernel(doc_ptr, words, z, nwk, nk)
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _doc_ll_kernel(doc_ptr, z, alpha, alpha_sum, ndk):
     total = 0.0
     lg_asum = math.lgamma(alpha_sum)
@@ -393,7 +395,7 @@ def doc_log_likelihood(doc_ptr, z, alpha):
                                 np.zeros(alpha.shape[0], np.int64)))
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _word_ll_kernel(nwk, beta):
     total = 0.0
     lg_b = math.lgamma(beta)
@@ -416,7 +418,7 @@ def topic_log_normaliser(nk, beta, V):
     return float(sum(math.lgamma(vb) - math.lgamma(float(c) + vb) for c in nk))
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _foldin_kernel(doc_ptr, words, z, nwk, nk, alpha, a_prob, a_alias, alpha_sum,
                    beta, vbeta, wrow_ptr, wrow_topic, wrow_cum, mh_steps, ndk_all,
                    sweeps, state):
@@ -481,7 +483,7 @@ def _foldin_kernel(doc_ptr, words, z, nwk, nk, alpha, a_prob, a_alias, alpha_sum
     state[0] = x
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _sparse_rows_kernel(nwk, ptr, topic, cum):
     pos = 0
     for w in range(nwk.shape[0]):
@@ -545,7 +547,7 @@ _PACK_SHIFT = 24
 _PACK_BIAS = 1 << 23
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _delta_kernel(words, z, zsnap, t0, delta, touched):
     K = delta.shape[1]
     m = 0
@@ -580,7 +582,7 @@ def segment_delta(words, z, zsnap, t0, delta, touched):
     return int(_delta_kernel(words, z, zsnap, int(t0), delta, touched))
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _pack_kernel(delta, touched, m, packed):
     flat = delta.reshape(-1)
     n = 0
@@ -609,7 +611,7 @@ def pack_delta(delta, touched, m):
     return packed[:n], bool(overflow)
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _unpack_kernel(packed, delta, mode):
     flat = delta.reshape(-1)
     mask = (np.int64(1) << _PACK_SHIFT) - 1
@@ -633,7 +635,7 @@ def subtract_packed(packed, delta):
     _unpack_kernel(packed, delta, -1)
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _apply_packed_kernel(packed, lo, hi, nwk, nk):
     K = nk.shape[0]
     flat = nwk.reshape(-1)
@@ -654,7 +656,7 @@ def apply_packed(packed, skip, nwk, nk):
     _apply_packed_kernel(packed, int(skip[0]), int(skip[1]), nwk, nk)
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _apply_dense_kernel(nwk, nk, delta):
     V, K = nwk.shape
     for w in range(V):
@@ -672,7 +674,7 @@ def apply_dense(nwk, nk, delta):
     _apply_dense_kernel(nwk, nk, delta)
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _heldout_kernel(doc_ptr, words, ndk, alpha, alpha_sum, nwk, nk, beta, vbeta):
     K = nk.shape[0]
     inv = np.empty(K)
@@ -705,7 +707,7 @@ def heldout_log_likelihood(doc_ptr, words, ndk, alpha, nwk, nk, beta):
                                  float(beta), float(beta) * nwk.shape[0]))
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _digamma(x):
     r = 0.0
     while x < 6.0:
@@ -716,7 +718,7 @@ def _digamma(x):
         1.0 / 252 - f * (1.0 / 240 - f / 132))))
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _alpha_stats_kernel(doc_ptr, z, alpha, ndk, num):
     alpha_sum = 0.0
     for k in range(alpha.shape[0]):
@@ -750,7 +752,7 @@ def alpha_statistics(doc_ptr, z, alpha):
     return num, float(den)
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _beta_stats_kernel(nwk_rows, beta):
     num = 0.0
     db = _digamma(beta)
