@@ -1,7 +1,6 @@
 """LDA kernels against plain-Python references and the exact posterior."""
 
 import itertools
-import math
 
 import numpy as np
 import pytest

@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 
 from hpcml.errors import InputError
+from hpcml.io.hdf5 import atomic_file
 
 
 @dataclass
@@ -101,12 +102,15 @@ def token_ptr(corpus):
     return out
 
 
-def write_hdf5(path, corpus, group="corpus"):
-    """Write a whole corpus to ``path:/group`` under a temporary name, then rename."""
-    import os
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
+def write_hdf5(path, corpus, group="corpus", extra=None):
+    """Write a whole corpus to ``path:/group`` under a temporary name, then rename.
+
+    ``extra`` maps dataset paths (e.g. ``truth/phi``) to arrays stored beside it.
+    """
+    with atomic_file(path) as tmp:
         with h5py.File(tmp, "w") as f:
+            for key, value in (extra or {}).items():
+                f.create_dataset(key, data=np.asarray(value))
             g = f.create_group(group)
             g.attrs["shape"] = np.array([corpus.n_docs, corpus.n_words], np.int64)
             g.attrs["format"] = "csr"
@@ -117,10 +121,6 @@ def write_hdf5(path, corpus, group="corpus"):
             if corpus.vocab is not None:
                 g.create_dataset("vocab", data=np.array(corpus.vocab, dtype=object),
                                  dtype=h5py.string_dtype("utf-8"))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _open_group(path, group):

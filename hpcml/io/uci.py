@@ -21,7 +21,6 @@ frequency.
 """
 
 import gzip
-import os
 import re
 
 import numpy as np
@@ -29,6 +28,7 @@ from numba import njit
 
 from hpcml.errors import InputError
 from hpcml.io.corpus import Corpus, from_token_lists
+from hpcml.io.hdf5 import atomic_file
 from hpcml.kernels import JIT
 
 _BAD_FIELD, _FIELD_COUNT, _NEGATIVE, _DOC_RANGE, _WORD_RANGE, _TOO_MANY = range(1, 7)
@@ -218,18 +218,9 @@ def _format_rows(body):
 
 
 def _atomic_write(path, data):
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        if path.endswith(".gz"):
-            with gzip.open(tmp, "wb") as f:
-                f.write(data)
-        else:
-            with open(tmp, "wb") as f:
-                f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_file(path) as tmp:
+        with (gzip.open(tmp, "wb") if path.endswith(".gz") else open(tmp, "wb")) as f:
+            f.write(data)
 
 
 # A short English stop list (function words); pass your own with stop_words=.
@@ -254,7 +245,8 @@ def tokenize(text, stop_words=ENGLISH_STOP_WORDS):
     return [t for t in _TOKEN.findall(text.lower()) if t not in stop_words]
 
 
-def read_text(path, *, stop_words=ENGLISH_STOP_WORDS, min_count=1, max_doc_freq=1.0):
+def read_text(path, *, stop_words=ENGLISH_STOP_WORDS, min_count=1, max_doc_freq=1.0,
+              vocab=None):
     """Read a plain-text corpus (one document per line).
 
     Parameters
@@ -268,6 +260,9 @@ def read_text(path, *, stop_words=ENGLISH_STOP_WORDS, min_count=1, max_doc_freq=
         Drop words whose total count is below this.
     max_doc_freq : float
         Drop words occurring in more than this fraction of the documents.
+    vocab : list of str, optional
+        A fixed vocabulary (e.g. a trained model's): words outside it are
+        dropped and no pruning is done.
 
     Returns
     -------
@@ -281,6 +276,10 @@ def read_text(path, *, stop_words=ENGLISH_STOP_WORDS, min_count=1, max_doc_freq=
     docs = [tokenize(line, stop_words) for line in text.split("\n")]
     if docs and not docs[-1] and text.endswith("\n"):
         docs.pop()
+    if vocab is not None:
+        index = {t: i for i, t in enumerate(vocab)}
+        return from_token_lists([[index[t] for t in doc if t in index] for doc in docs],
+                                len(vocab), list(vocab))
     total, dfreq = {}, {}
     for doc in docs:
         for t in doc:
