@@ -34,7 +34,10 @@ pure function of its inputs and runs are reproducible.
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from hpcml.kernels import JIT
 
@@ -45,6 +48,12 @@ _S27 = np.uint64(27)
 _S11 = np.uint64(11)
 _S32 = np.uint64(32)
 _INV53 = 1.0 / 9007199254740992.0
+#: Tokens ahead whose count rows are prefetched, and the largest K whose
+#: whole word-topic row (at most 8 cache lines of int32) is prefetched; for
+#: larger K only the line of the token's current topic and the start of its
+#: word's topic list are.
+_AHEAD = 4
+_ROW_K = 128
 
 
 @njit(inline="always")
@@ -68,6 +77,27 @@ def _randint(x, n):
     """Return (new state, integer in [0, n)) by Lemire's multiply-shift."""
     x, r = _next(x)
     return x, np.int64(((r >> _S32) * np.uint64(n)) >> _S32)
+
+
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """Hint the CPU to load the cache line holding ``arr[idx]`` (1-D, no effect on results)."""
+    sig = types.void(arr, idx)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]],
+                                       wraparound=False, boundscheck=False)
+        i32 = ir.IntType(32)
+        i8p = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        # read access, high temporal locality, data cache
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                          ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return sig, codegen
 
 
 @njit(inline="always")
@@ -135,6 +165,8 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
     kbeta = K * beta
     inv_beta = 1.0 / beta
     k_over_asum = K / alpha_sum
+    flat = nwk.reshape(-1)
+    n_tok = words.shape[0]
     x = state[0]
     for d in range(d0, d1):
         t0 = doc_ptr[d]
@@ -145,6 +177,17 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
         for i in range(t0, t1):
             ndk[z[i]] += 1
         for i in range(t0, t1):
+            # The loads of a token's proposals depend on each other, so the
+            # CPU cannot overlap their cache misses; start those of a token
+            # a few positions ahead instead.
+            if i + _AHEAD < n_tok:
+                wn = np.int64(words[i + _AHEAD]) * K
+                if K <= _ROW_K:
+                    for off in range(0, K, 16):
+                        _prefetch(flat, wn + off)
+                else:
+                    _prefetch(flat, wn + np.int64(z[i + _AHEAD]))
+                    _prefetch(zw, wptr[words[i + _AHEAD]])
             w = words[i]
             s0 = np.int64(z[i])
             ndk[s0] -= 1
