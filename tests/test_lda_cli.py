@@ -109,3 +109,50 @@ def test_convert_round_trip_and_bad_input(corpus_file, tmp_path):
     assert out.stderr.count("docword.bad.txt:5: word id out of range") == 1
     out = lda_cli(2, "lda", "train", "--input", path, "--topics", 1)
     assert out.returncode == 2 and "--topics must be >= 2" in out.stderr
+
+
+def test_job_specs_parse(monkeypatch):
+    import hpcml.cli as cli
+    from hpcml import jobs
+
+    if "hpcml.topics.cli" not in cli.COMMAND_MODULES:
+        monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "hpcml.topics.cli"))
+    root = cli.build_parser()
+    for name in ("demo-data-corpus.toml", "lda-demo.toml"):
+        spec = jobs.load(os.path.join(ROOT, "jobs", name))
+        args = root.parse_args([*spec.workload, *jobs.to_argv(spec, jobs.resolve(spec, root))])
+        assert args.handler.__module__ == "hpcml.topics.cli"
+
+
+def test_sigterm_checkpoints_then_resume_finishes(corpus_file, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from hpcml.launch import mpiexec_path
+
+    folder, path = corpus_file
+    ck = tmp_path / "ck"
+    argv = [mpiexec_path(), "-n", "2", sys.executable, "-c", RUN, "lda", "train",
+            "--input", path, "--topics", 4, "--iterations", 100000, "--checkpoint-dir", ck,
+            "--ll-every", 0, "--seed", 1]
+    proc = subprocess.Popen(list(map(str, argv)), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        for line in proc.stdout:
+            if "iteration 3," in line:
+                break
+        time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 75, out
+    saved = sorted(p.name for p in ck.iterdir() if p.name.startswith("ckpt-"))
+    assert saved, out
+    done = int(saved[-1].split("-")[1])
+    res = lda_cli(2, "lda", "train", "--input", path, "--topics", 4, "--iterations", done + 2,
+                  "--checkpoint-dir", ck, "--resume", "--seed", 1, "--json")
+    assert res.returncode == 0, res
+    assert json.loads(res.stdout.strip().splitlines()[-1])["iterations"] == done + 2
