@@ -11,6 +11,18 @@ Two training samplers share one state layout:
 * :func:`dense_sweep` -- the textbook O(K) collapsed Gibbs sampler, the
   reference the tests compare against.
 
+Why MH rather than SparseLDA buckets: SparseLDA's per-token cost follows the
+number of topics present in the document and the word, which grows with K;
+the MH proposals cost a few random loads whatever K is, so the sampler keeps
+its speed at K = 1000 (bench/lda.py measures both K side by side with
+tomotopy).  The price is slower mixing per sweep than exact Gibbs, most
+visible in the first sweeps at large K (more ``mh_steps`` buys it back).
+
+Memory: 10 bytes per token on one rank (uint16 word id and topic when V and
+K allow, the topic again in word order, an int32 word-order position) and 2
+bytes per word-topic cell (uint16 counts while every word occurs fewer than
+65,536 times, else 4).
+
 State layout (compact integer types, chosen by the caller):
 
 ``doc_ptr``  int64 (D+1,)   token offsets of the documents
