@@ -40,11 +40,20 @@ def mh_sweep(doc_ptr, words, z, nwk, nk, nloc, alpha, prob, alias, beta, steps,
     K = len(nk)
     V = nwk.shape[0]
     asum = float(alpha.sum())
+    # Word-proposal uniforms are drawn AHEAD tokens early (the kernel uses
+    # them to prefetch); the stream order must be the same.
+    ahead = 4
+    pre = {}
+    T0, T1 = doc_ptr[0], doc_ptr[-1]
+    for j in range(T0, min(T0 + ahead, T1)):
+        pre[j] = [rng.uniform() for _ in range(steps)]
     for d in range(len(doc_ptr) - 1):
         t0, t1 = doc_ptr[d], doc_ptr[d + 1]
         L = t1 - t0
         ndk = np.bincount(z[t0:t1], minlength=K)
         for i in range(t0, t1):
+            if i + ahead < T1:
+                pre[i + ahead] = [rng.uniform() for _ in range(steps)]
             w, s0 = words[i], int(z[i])
             ndk[s0] -= 1
             nwk[w, s0] -= 1
@@ -56,7 +65,7 @@ def mh_sweep(doc_ptr, words, z, nwk, nk, nloc, alpha, prob, alias, beta, steps,
                 return (ndk[k] + alpha[k]) * (nwk[w, k] + beta) / (nk[k] + V * beta)
             s, ps = s0, pi(s0)
             nw = wptr[w + 1] - wptr[w]
-            for _ in range(steps):
+            for step in range(steps):
                 r = rng.uniform() * (L + asum)
                 t = int(z[t0 + int(r)]) if r < L else alias_draw((r - L) * (K / asum), prob, alias, K)
                 if t != s:
@@ -64,7 +73,7 @@ def mh_sweep(doc_ptr, words, z, nwk, nk, nloc, alpha, prob, alias, beta, steps,
                     if accept(rng, pt * (ndk[s] + alpha[s]), ps * (ndk[t] + alpha[t])):
                         s, ps = t, pt
                     z[i] = zw[tpos[i]] = s
-                r = rng.uniform() * (nw + K * beta)
+                r = pre[i][step] * (nw + K * beta)
                 t = int(zw[wptr[w] + int(r)]) if r < nw else min(int((r - nw) * (1.0 / beta)), K - 1)
                 if t != s:
                     pt = pi(t)

@@ -178,8 +178,19 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
     inv_beta = 1.0 / beta
     k_over_asum = K / alpha_sum
     flat = nwk.reshape(-1)
-    n_tok = words.shape[0]
     x = state[0]
+    # The loads of a token's proposals depend on each other, so the CPU
+    # cannot overlap their cache misses.  The uniforms of each token's word
+    # proposals are therefore drawn _AHEAD tokens early, which tells where in
+    # zw they will read; those lines (and the token's count row) are
+    # prefetched while earlier tokens are sampled.
+    slots = _AHEAD + 1
+    pre = np.empty((slots, mh_steps))
+    T1 = doc_ptr[d1]
+    for j in range(doc_ptr[d0], min(doc_ptr[d0] + _AHEAD, T1)):
+        for st in range(mh_steps):
+            x, u = _uniform(x)
+            pre[j % slots, st] = u
     for d in range(d0, d1):
         t0 = doc_ptr[d]
         t1 = doc_ptr[d + 1]
@@ -189,17 +200,23 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
         for i in range(t0, t1):
             ndk[z[i]] += 1
         for i in range(t0, t1):
-            # The loads of a token's proposals depend on each other, so the
-            # CPU cannot overlap their cache misses; start those of a token
-            # a few positions ahead instead.
-            if i + _AHEAD < n_tok:
-                wn = np.int64(words[i + _AHEAD]) * K
+            ia = i + _AHEAD
+            if ia < T1:
+                wa = np.int64(words[ia])
+                ba = wptr[wa]
+                na = wptr[wa + 1] - ba
+                for st in range(mh_steps):
+                    x, u = _uniform(x)
+                    pre[ia % slots, st] = u
+                    r = u * (na + kbeta)
+                    if r < na:
+                        _prefetch(zw, ba + np.int64(r))
+                _prefetch(zw, tpos[ia])
                 if K <= _ROW_K:
                     for off in range(0, K, 16):
-                        _prefetch(flat, wn + off)
+                        _prefetch(flat, wa * K + off)
                 else:
-                    _prefetch(flat, wn + np.int64(z[i + _AHEAD]))
-                    _prefetch(zw, wptr[words[i + _AHEAD]])
+                    _prefetch(flat, wa * K + np.int64(z[ia]))
             w = words[i]
             s0 = np.int64(z[i])
             ndk[s0] -= 1
@@ -215,7 +232,7 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
             # Both proposals are drawn from the current state (this token's
             # entries in z and zw follow s), so the Hastings ratio uses the
             # counts without this token: q_s(t)/q_t(s) = (n_t + a)/(n_s + a).
-            for _ in range(mh_steps):
+            for step in range(mh_steps):
                 # Document proposal q(k) ~ n_dk (with this token) + alpha_k.
                 # One uniform picks the mixture component and the index.
                 x, u = _uniform(x)
@@ -231,8 +248,7 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
                     z[i] = s
                     zw[pw] = s
                 # Word proposal q(k) ~ local n_wk (with this token) + beta.
-                x, u = _uniform(x)
-                r = u * (nw + kbeta)
+                r = pre[i % slots, step] * (nw + kbeta)
                 if r < nw:
                     t = np.int64(zw[wbeg + np.int64(r)])
                 else:
