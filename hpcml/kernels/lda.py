@@ -178,6 +178,7 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
     inv_beta = 1.0 / beta
     k_over_asum = K / alpha_sum
     flat = nwk.reshape(-1)
+    flat_loc = nloc.reshape(-1)
     x = state[0]
     # The loads of a token's proposals depend on each other, so the CPU
     # cannot overlap their cache misses.  The uniforms of each token's word
@@ -215,8 +216,12 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
                 if K <= _ROW_K:
                     for off in range(0, K, 16):
                         _prefetch(flat, wa * K + off)
+                        if separate_local:
+                            _prefetch(flat_loc, wa * K + off)
                 else:
                     _prefetch(flat, wa * K + np.int64(z[ia]))
+                    if separate_local:
+                        _prefetch(flat_loc, wa * K + np.int64(z[ia]))
             w = words[i]
             s0 = np.int64(z[i])
             ndk[s0] -= 1
