@@ -12,16 +12,12 @@ from conftest import mpirun
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-# The lda commands are registered in hpcml.cli.COMMAND_MODULES by the
-# package; this adds them when they are not (yet) listed there.
-RUN = ("import sys, hpcml.cli as c; m = 'hpcml.topics.cli'; "
-       "c.COMMAND_MODULES += () if m in c.COMMAND_MODULES else (m,); sys.exit(c.main())")
 
 pytestmark = pytest.mark.mpi
 
 
 def lda_cli(ranks, *args, timeout=180):
-    return mpirun(ranks, [sys.executable, "-c", RUN, *map(str, args)], timeout=timeout, cwd=ROOT)
+    return mpirun(ranks, [sys.executable, "-m", "hpcml", *map(str, args)], timeout=timeout, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +107,10 @@ def test_convert_round_trip_and_bad_input(corpus_file, tmp_path):
     assert out.returncode == 2 and "--topics must be >= 2" in out.stderr
 
 
-def test_job_specs_parse(monkeypatch):
+def test_job_specs_parse():
     import hpcml.cli as cli
     from hpcml import jobs
 
-    if "hpcml.topics.cli" not in cli.COMMAND_MODULES:
-        monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "hpcml.topics.cli"))
     root = cli.build_parser()
     for name in ("demo-data-corpus.toml", "lda-demo.toml"):
         spec = jobs.load(os.path.join(ROOT, "jobs", name))
@@ -133,7 +127,7 @@ def test_sigterm_checkpoints_then_resume_finishes(corpus_file, tmp_path):
 
     folder, path = corpus_file
     ck = tmp_path / "ck"
-    argv = [mpiexec_path(), "-n", "2", sys.executable, "-c", RUN, "lda", "train",
+    argv = [mpiexec_path(), "-n", "2", sys.executable, "-m", "hpcml", "lda", "train",
             "--input", path, "--topics", 4, "--iterations", 100000, "--checkpoint-dir", ck,
             "--ll-every", 0, "--seed", 1]
     proc = subprocess.Popen(list(map(str, argv)), cwd=ROOT, stdout=subprocess.PIPE,
