@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "hpcml.synthetic",
     "hpcml.stats",
     "hpcml.topics.cli",
+    "hpcml.vision.cli",
     "hpcml.slurm_cli",
 )
 

@@ -14,9 +14,7 @@ from conftest import hpcml
 from hpcml.vision.shapes import generate_tree
 
 pytest.importorskip("torch", reason="the cnn extra (torch) is not installed")
-pytestmark = [pytest.mark.mpi, pytest.mark.skipif(
-    "hpcml.vision.cli" not in __import__("hpcml.cli").cli.COMMAND_MODULES,
-    reason="hpcml.vision.cli is not yet listed in hpcml.cli.COMMAND_MODULES")]
+pytestmark = pytest.mark.mpi
 
 CLASSES = ["bottle", "chair", "table"]
 VOX = ["--grid", 14, "--object-size", 12, "--orientations", 2]
