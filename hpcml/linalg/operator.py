@@ -65,14 +65,14 @@ class RowOperator:
         """``Aᵀ Y`` (replicated, one allreduce) for this rank's rows ``Y``."""
         self.matvecs += self._cols(Y)
         Y = np.asarray(Y, dtype=np.float64)
+        Y2 = Y[:, None] if Y.ndim == 1 else Y
         n = self.shape[1]
-        local = self.A.local
-        head = np.asarray(local.T @ Y, dtype=np.float64).reshape(n, -1)
+        head = np.asarray(self.A.local.T @ Y2, dtype=np.float64)
         if self.mean is None:
             out = self.comm.allreduce(np.ascontiguousarray(head))
         else:
             # One message: the column sums of Y travel as an extra row.
-            buf = np.vstack([head, Y.reshape(Y.shape[0], -1).sum(axis=0, keepdims=True)])
+            buf = np.vstack([head, Y2.sum(axis=0, keepdims=True)])
             buf = self.comm.allreduce(np.ascontiguousarray(buf))
             out = buf[:n] - np.outer(self.mean, buf[n])
         return out[:, 0] if Y.ndim == 1 else out

@@ -1,8 +1,8 @@
 """Top-``k`` singular triplets of a row-sharded matrix: one entry point, six methods.
 
-Every method produces an orthonormal basis of (nearly) the top right
-singular subspace; one shared Rayleigh–Ritz step then turns it into the
-triplets: ``Y = A V`` (one pass), ``Y = U R`` by TSQR (so ``U`` is
+Every method but ``golub-kahan`` (which has its own Ritz triplets)
+produces an orthonormal basis of (nearly) the top right singular subspace;
+one shared Rayleigh–Ritz step then turns it into the triplets: ``Y = A V`` (one pass), ``Y = U R`` by TSQR (so ``U`` is
 orthogonal to working precision however ill-conditioned ``A`` is), and the
 SVD of the small ``R`` rotates ``U`` and ``V`` and gives ``s``.  ``U`` is
 never formed as ``A V S⁻¹``, which loses orthogonality as soon as ``S``
@@ -217,8 +217,13 @@ def svd(A, k, method="auto", tol=None, max_iter=None, compute_u=False, seed=0, n
         basis, info = golub_kahan(op, k, tol, max_iter, seed, ncv)
     else:
         basis, info = randomized(op, k, tol, max_iter, seed, oversampling, power_iterations)
-    keep = k if basis is None else min(k, basis.shape[1])
-    U, s, V, AV = _rayleigh_ritz(op, basis, keep)
+    if "U" in info:
+        # golub-kahan returns its Ritz triplets: U already orthonormal by
+        # construction; one pass measures A V for the residuals.
+        U, s, V = info["U"], info["s"], basis
+        AV = op.matmat(V)
+    else:
+        U, s, V, AV = _rayleigh_ritz(op, basis, k if basis is None else min(k, basis.shape[1]))
     left, right = _residuals(op, U, s, V, AV)
     residuals = np.hypot(left, right)
     scale = s[0] if len(s) else 0.0
