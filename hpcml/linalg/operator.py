@@ -78,9 +78,20 @@ class RowOperator:
         return out[:, 0] if Y.ndim == 1 else out
 
     def normal(self, V):
-        """``AᵀA V`` reading the local block once (fused kernel), one allreduce."""
+        """``AᵀA V`` with one allreduce.
+
+        A vector goes through the fused one-pass kernel (the product is
+        memory-bound); a dense block of several columns through two GEMMs,
+        which are compute-bound and faster than any single pass in Numba.
+        """
         self.matvecs += 2 * self._cols(V)
-        out = self.comm.allreduce(normal_product(self.A.local, V)).astype(np.float64, copy=False)
+        local = self.A.local
+        if V.ndim == 2 and V.shape[1] > 1 and not self.issparse:
+            Vc = V.astype(self.dtype, copy=False)
+            part = np.ascontiguousarray(local.T @ (local @ Vc))
+        else:
+            part = normal_product(local, V)
+        out = self.comm.allreduce(part).astype(np.float64, copy=False)
         if self.mean is not None:
             out = out - self.shape[0] * np.multiply.outer(self.mean, self.mean @ V)
         return out
