@@ -90,7 +90,9 @@ def lanczos(op, k, tol, max_iter, seed, ncv=None):
         except ArpackNoConvergence as exc:
             values, vectors = exc.eigenvalues, exc.eigenvectors
             message = f"ARPACK stopped after {max_iter} restarts"
-        except ArpackError as exc:
+        except (ArpackError, ValueError, TypeError) as exc:
+            # Turned into every rank's error below instead of leaving the
+            # other ranks waiting for a broadcast that would never come.
             values, vectors = np.zeros(0), np.zeros((n, 0))
             message = f"ARPACK failed: {exc}"
         finally:

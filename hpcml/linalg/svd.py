@@ -114,7 +114,7 @@ def choose_method(shape, k, sparse):
                           "block subspace iteration reads the matrix once per k + p products")
 
 
-def _check(A, k, method, tol):
+def _check(A, k, method, tol, ncv):
     m, n = A.shape
     if method not in METHODS:
         raise InputError(f"svd: unknown method {method!r} (known: {', '.join(METHODS)})", collective=True)
@@ -125,6 +125,8 @@ def _check(A, k, method, tol):
                          collective=True)
     if tol is not None and not tol > 0:
         raise InputError(f"svd: --tol must be > 0, got {tol}", collective=True)
+    if ncv is not None and not k < ncv:
+        raise InputError(f"svd: the Krylov basis size ncv = {ncv} must exceed k = {k}", collective=True)
 
 
 def _rayleigh_ritz(op, V, k):
@@ -143,14 +145,13 @@ def _residuals(op, U, s, V, AV):
 
 
 def svd(A, k, method="auto", tol=None, max_iter=None, compute_u=False, seed=0, ncv=None,
-        oversampling=10, power_iterations=None, allow_partial=False, mean=None):
+        oversampling=10, power_iterations=None, allow_partial=False, mean=None, check_finite=True):
     """Top ``k`` singular triplets of a row-sharded matrix (collective).
 
     Parameters
     ----------
     A : hpcml.distmat.DistMatrix
-        Dense or CSR, float32 or float64; it must hold no NaN or Inf
-        (:func:`hpcml.io.read_matrix` checks; else call ``A.check_finite()``).
+        Dense or CSR, float32 or float64.
     k : int
         How many triplets, ``1 <= k < min(m, n)``.
     method : {"auto", "gram", "lanczos", "golub-kahan", "tsqr", "randomized"}
@@ -180,6 +181,9 @@ def svd(A, k, method="auto", tol=None, max_iter=None, compute_u=False, seed=0, n
         On non-convergence return the converged triplets instead of raising.
     mean : numpy.ndarray, optional
         Column shift ``μ``: decompose ``A − 1 μᵀ`` without forming it.
+    check_finite : bool
+        Refuse a matrix holding NaN or Inf (one pass over the rows; pass
+        ``False`` when :func:`hpcml.io.read_matrix` has just checked it).
 
     Returns
     -------
@@ -188,13 +192,16 @@ def svd(A, k, method="auto", tol=None, max_iter=None, compute_u=False, seed=0, n
     Raises
     ------
     InputError
-        On every rank: unknown method, empty matrix, ``k`` out of range, bad ``tol``.
+        On every rank: unknown method, empty matrix, ``k`` out of range,
+        bad ``tol`` or ``ncv``, NaN or Inf (naming the first global row).
     NotConverged
         On every rank, when fewer than ``k`` triplets converged and
         ``allow_partial`` is false; it names how many and their residuals.
     """
     start = time.perf_counter()
-    _check(A, k, method, tol)
+    _check(A, k, method, tol, ncv)
+    if check_finite:
+        A.check_finite()
     floor = 100 * np.finfo(A.dtype).eps
     tol = max(default_tol(A.dtype) if tol is None else float(tol), floor)
     reason = "asked for"
@@ -217,6 +224,8 @@ def svd(A, k, method="auto", tol=None, max_iter=None, compute_u=False, seed=0, n
         basis, info = golub_kahan(op, k, tol, max_iter, seed, ncv)
     else:
         basis, info = randomized(op, k, tol, max_iter, seed, oversampling, power_iterations)
+    if basis is not None and basis.shape[1] == 0:
+        raise NotConverged(f"svd: {method} converged 0 of {k} triplets ({info['message']})", None)
     if "U" in info:
         # golub-kahan returns its Ritz triplets: U already orthonormal by
         # construction; one pass measures A V for the residuals.

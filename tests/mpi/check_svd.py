@@ -142,6 +142,20 @@ for bad in (dict(k=0), dict(k=n), dict(k=2, method="qr"), dict(k=2, tol=-1.0)):
         assert exc.collective and "svd:" in str(exc), exc
     else:
         raise AssertionError(f"no error for {bad}")
+bad = G.copy()
+bad[37, 2] = np.nan
+try:
+    svd(shard(bad), 2)
+except InputError as exc:
+    assert "NaN or Inf in row 37" in str(exc), exc
+else:
+    raise AssertionError("NaN accepted")
+try:
+    svd(A, 5, method="golub-kahan", ncv=5)
+except InputError as exc:
+    assert "ncv = 5 must exceed k = 5" in str(exc), exc
+else:
+    raise AssertionError("ncv <= k accepted")
 empty = DistMatrix(np.zeros((0, 3)), comm)
 try:
     svd(empty, 1)
