@@ -1,7 +1,7 @@
 """Distributed SVD side by side: hpcml's methods at 1 and 2 ranks, scipy, scikit-learn, Spark.
 
     python bench/svd.py [--scale 1.0] [--cases tall,wide,csr] [--ranks 1 2] [--repeats 3]
-                        [--spark tall|all|none]
+                        [--spark tall|all|none] [--methods lanczos,...] [--no-serial]
 
 Cases (``--scale`` shrinks the rows, and the columns of the CSR case):
 
@@ -296,7 +296,7 @@ def report(name, A, k, exact, rows, bound_rows):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--methods", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--methods", default="", help="hpcml methods to run (default: all that suit the case)")
     parser.add_argument("--k", type=int, default=10, help=argparse.SUPPRESS)
     parser.add_argument("--scale", type=float, default=1.0, help="shrink the cases (rows, CSR columns and nnz)")
     parser.add_argument("--cases", default="tall,wide,csr")
@@ -311,11 +311,12 @@ def main():
     with tempfile.TemporaryDirectory(prefix="hpcml-bench-svd-") as folder:
         for name in args.cases.split(","):
             k = CASES[name]["k"]
+            methods = [m for m in args.methods.split(",") if m] or CASES[name]["methods"]
             A, exact, spec = make_case(name, args.scale, folder)
             rows, bounds = {}, {}
             for ranks in args.ranks:
-                out = run_hpcml(spec, k, CASES[name]["methods"], ranks, args.repeats)
-                for method in CASES[name]["methods"]:
+                out = run_hpcml(spec, k, methods, ranks, args.repeats)
+                for method in methods:
                     rows[f"hpcml {method}, {ranks} rank{'s' if ranks > 1 else ''}"] = out[method]
                 bounds[f"{ranks} rank{'s' if ranks > 1 else ''}"] = out
             if not args.no_serial:
