@@ -172,10 +172,8 @@ class Counting:
     """A LinearOperator counting products (scipy svds, as hpcml counts them)."""
 
     def __init__(self, A):
-        from scipy.sparse.linalg import aslinearoperator
         self.A = A
         self.count = 0
-        self.op = aslinearoperator(A)
 
     def linear_operator(self):
         from scipy.sparse.linalg import LinearOperator
