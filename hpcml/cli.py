@@ -22,6 +22,8 @@ from hpcml.runtime import launcher_rank, limit_threads
 COMMAND_MODULES = (
     "hpcml.synthetic",
     "hpcml.stats",
+    "hpcml.topics.cli",
+    "hpcml.slurm_cli",
     "hpcml.linalg.cli",
 )
 
