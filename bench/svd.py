@@ -224,46 +224,24 @@ def run_serial(A, k, repeats):
 
 
 def run_spark(A, k, repeats):
-    """computeSVD in local[2] with the rows cached in the JVM; start-up and loading timed apart."""
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:
-        return {"error": "pyspark is not installed"}
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    t0 = time.perf_counter()
-    spark = (SparkSession.builder.master("local[2]").appName("hpcml-bench")
-             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-             .config("spark.driver.memory", "8g").getOrCreate())
-    spark.sparkContext.setLogLevel("ERROR")
-    spark.sparkContext.parallelize([1, 2]).count()
-    startup = time.perf_counter() - t0
-    try:
-        from pyspark.mllib.linalg import SparseVector, Vectors
-        from pyspark.mllib.linalg.distributed import RowMatrix
+    """computeSVD in local[2] with the rows cached in the JVM (hpcml.baselines.spark); start-up apart."""
+    from hpcml.baselines.spark import SparkBaseline, check_available
+    from hpcml.errors import InputError
 
-        t0 = time.perf_counter()
-        if sp.issparse(A):
-            rows = [SparseVector(A.shape[1], A.indices[A.indptr[i]:A.indptr[i + 1]],
-                                 A.data[A.indptr[i]:A.indptr[i + 1]]) for i in range(A.shape[0])]
-        else:
-            rows = [Vectors.dense(r) for r in A]
-        rdd = spark.sparkContext.parallelize(rows, 2)
-        matrix = RowMatrix(rdd, A.shape[0], A.shape[1])
-        # Cache the Java rows themselves: otherwise every pass re-reads the
-        # pickled Python rows through the SerDe, ~7x slower.
-        java_rows = matrix._java_matrix_wrapper._java_model.rows()
-        java_rows.cache()
-        java_rows.count()
-        load = time.perf_counter() - t0
+    try:
+        check_available()
+    except InputError as exc:
+        return {"error": str(exc)}
+    t0 = time.perf_counter()
+    with SparkBaseline(cores=2, driver_memory="8g") as spark:
+        spark.sc.parallelize([1, 2]).count()   # the first job finishes the start-up
+        startup = time.perf_counter() - t0
+        matrix, load = spark.row_matrix(A)
         times, s = [], None
         for _ in range(repeats):
-            t0 = time.perf_counter()
-            svd = matrix.computeSVD(k, computeU=False, rCond=1e-12)
-            s = np.array(svd.s.toArray())
-            times.append(time.perf_counter() - t0)
-        return {"seconds": statistics.median(times), "s": s.tolist(), "startup_s": startup, "load_s": load}
-    finally:
-        spark.stop()
+            s, _, seconds = spark.svd(matrix, k)
+            times.append(seconds)
+    return {"seconds": statistics.median(times), "s": np.asarray(s).tolist(), "startup_s": startup, "load_s": load}
 
 
 # -- report -------------------------------------------------------------------------------------------------
