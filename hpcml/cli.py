@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "hpcml.topics.cli",
     "hpcml.vision.cli",
     "hpcml.slurm_cli",
+    "hpcml.linalg.cli",
 )
 
 log = logging.getLogger("hpcml")

@@ -41,15 +41,21 @@ def _normal_dense_vec(A, v, out):
             out[j] += acc * A[i, j]
 
 
+# The CSR kernels index with unsigned integers (np.uintp): a signed index
+# makes Numba emit a wrap-around test for negative values on every gather
+# and scatter, which blocks vectorisation and made the fused product ~1.5x
+# slower than scipy's two passes; unsigned, it is faster than them.
+
+
 @njit(**JIT)
 def _normal_csr_vec(data, indices, indptr, v, out):
     for i in range(indptr.shape[0] - 1):
-        lo, hi = indptr[i], indptr[i + 1]
+        lo, hi = np.uintp(indptr[i]), np.uintp(indptr[i + 1])
         acc = 0.0
         for p in range(lo, hi):
-            acc += data[p] * v[indices[p]]
+            acc += data[p] * v[np.uintp(indices[p])]
         for p in range(lo, hi):
-            out[indices[p]] += acc * data[p]
+            out[np.uintp(indices[p])] += acc * data[p]
 
 
 @njit(**JIT)
@@ -58,17 +64,17 @@ def _normal_csr(data, indices, indptr, V, out):
     k = V.shape[1]
     t = np.empty(k, dtype=out.dtype)
     for i in range(m):
-        lo, hi = indptr[i], indptr[i + 1]
+        lo, hi = np.uintp(indptr[i]), np.uintp(indptr[i + 1])
         for c in range(k):
             t[c] = 0.0
         for p in range(lo, hi):
             a = data[p]
-            col = indices[p]
+            col = np.uintp(indices[p])
             for c in range(k):
                 t[c] += a * V[col, c]
         for p in range(lo, hi):
             a = data[p]
-            col = indices[p]
+            col = np.uintp(indices[p])
             for c in range(k):
                 out[col, c] += a * t[c]
 

@@ -1,0 +1,89 @@
+"""hpcml.linalg under real mpiexec: the library checks (tests/mpi/check_svd.py) and the CLI."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from conftest import RANKS, hpcml, mpi_script
+from hpcml.io.hdf5 import write_matrix
+from hpcml.synthetic import dense_with_spectrum
+
+pytestmark = pytest.mark.mpi
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+def test_svd_pca_against_lapack_and_sklearn(ranks):
+    mpi_script(ranks, "check_svd.py", timeout=240)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("svd")
+    rng = np.random.default_rng(5)
+    A = dense_with_spectrum(3 * 50 + 1, 20, np.geomspace(5, 0.5, 20), rng)
+    write_matrix(f"{folder}/in.h5:/A", A)
+    bad = A.copy()
+    bad[101, 4] = np.inf
+    write_matrix(f"{folder}/in.h5:/inf", bad)
+    write_matrix(f"{folder}/in.h5:/empty", np.zeros((0, 4)))
+    S = sp.random(3 * 40 + 1, 30, density=0.2, format="csr", rng=rng)
+    write_matrix(f"{folder}/in.h5:/S", S)
+    return folder, A, S.toarray()
+
+
+@pytest.mark.parametrize("method", ["tsqr", "golub-kahan"])
+def test_svd_command_writes_triplets(data, method):
+    folder, A, _ = data
+    out = folder / f"svd-{method}.h5"
+    result = hpcml(3, "svd", "--input", f"{folder}/in.h5:/A", "--k", 4, "--method", method,
+                   "--compute-u", "--output", out, "--json")
+    assert result.returncode == 0, result
+    summary = json.loads(result.stdout)
+    U_ref, s_ref, Vt_ref = np.linalg.svd(A, full_matrices=False)
+    assert summary["method"] == method and summary["converged"] == 4
+    with h5py.File(out, "r") as handle:
+        s, V, U = handle["s"][()], handle["V"][()], handle["U"][()]
+        assert np.allclose(s, s_ref[:4], rtol=1e-10)
+        assert U.shape == (A.shape[0], 4)
+        assert np.abs(U.T @ U - np.eye(4)).max() < 1e-10
+        assert np.allclose(A @ V, U * s, atol=1e-10)
+        assert handle["residuals"].shape == (4,)
+        assert handle.attrs["method"] == method and handle.attrs["ranks"] == 3
+        assert set(json.loads(handle.attrs["timings"])) >= {"compute_s", "comm_s", "io_s"}
+
+
+def test_svd_centred_and_pca_of_sparse_input(data):
+    folder, _, S = data
+    out = folder / "pca.h5"
+    result = hpcml(2, "pca", "--input", f"{folder}/in.h5:/S", "--k", 3, "--scores", "--output", out)
+    assert result.returncode == 0, result
+    C = S - S.mean(axis=0)
+    _, s_ref, Vt_ref = np.linalg.svd(C, full_matrices=False)
+    with h5py.File(out, "r") as handle:
+        assert np.allclose(handle["s"][()], s_ref[:3], rtol=1e-10)
+        ratio = s_ref[:3] ** 2 / np.sum(s_ref ** 2)
+        assert np.allclose(handle["explained_variance_ratio"][()], ratio, rtol=1e-10)
+        scores = handle["scores"][()]
+        assert np.allclose(np.abs(scores), np.abs(C @ Vt_ref[:3].T), atol=1e-10)
+    result = hpcml(2, "svd", "--input", f"{folder}/in.h5:/S", "--k", 3, "--center", "--json")
+    assert result.returncode == 0, result
+    assert np.allclose(json.loads(result.stdout)["s"], s_ref[:3], rtol=1e-10)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--input", "in.h5:/A", "--k", 20], "need 1 <= k < min(m, n) = 20"),
+    (["--input", "in.h5:/inf", "--k", 2], "NaN or Inf in row 101"),
+    (["--input", "in.h5:/empty", "--k", 1], "the matrix is empty"),
+    (["--input", "in.h5:/A", "--k", 2, "--method", "qr"], "invalid choice: 'qr'"),
+    (["--input", "in.h5:/S", "--k", 3, "--method", "golub-kahan", "--max-iter", 0, "--tol", 1e-14],
+     "golub-kahan converged"),
+])
+def test_bad_input_exits_2_with_one_line(data, args, message):
+    folder, _, _ = data
+    result = hpcml(3, "svd", *args, cwd=folder, timeout=60)
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("hpcml: error:"), result
