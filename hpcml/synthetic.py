@@ -52,7 +52,7 @@ def dense_with_spectrum(m, n, s, rng, dtype=np.float64):
 def sparse_random(m, n, density, rng, dtype=np.float64):
     """A CSR matrix with about ``density·m·n`` standard normal non-zeros."""
     return sp.random(m, n, density=density, format="csr", dtype=dtype, rng=rng,
-                     data_sampler=rng.standard_normal)
+                     data_rvs=rng.standard_normal)
 
 
 def register(subparsers, common):

@@ -160,3 +160,18 @@ def test_stop_signal_checkpoints_and_exits_75(tmp_path, signum):
     last = int(saved[-1].split("-")[1])
     assert last > 100 and last % 100 != 0 or len(saved) == 2, saved
     assert os.path.exists(tmp_path / "ck" / saved[-1] / "manifest.json")
+
+
+@pytest.mark.parametrize("extra", [[], ["--density", "0.2"]])
+def test_data_matrix_writes_dense_with_known_spectrum_or_csr(tmp_path, extra):
+    out = tmp_path / "m.h5"
+    result = hpcml(2, "data", "matrix", "--rows", 31, "--cols", 7, "--spectrum", "geometric:5:0.5",
+                   "--output", f"{out}:/A", *extra)
+    assert result.returncode == 0, result
+    with h5py.File(out, "r") as handle:
+        if extra:
+            assert handle["A"].attrs["shape"].tolist() == [31, 7] and len(handle["A/data"]) > 0
+        else:
+            s = np.linalg.svd(handle["A"][()], compute_uv=False)
+            assert np.allclose(s, handle["A"].attrs["singular_values"], rtol=1e-12)
+            assert np.allclose(s, np.geomspace(5, 0.5, 7), rtol=1e-12)
