@@ -31,7 +31,7 @@ METHODS = ("AT", "N83", "GRA", "LLM")
 #: Below this relative change of ``f`` the value-based Lipschitz test is
 #: dominated by round-off (TFOCS's ``backtrack_tol``).
 BACKTRACK_TOL = 1e-10
-STATUSES = ("converged", "max_iterations", "stalled")
+STATUSES = ("converged", "max_iterations", "stalled", "stopped")
 
 
 class Result:
@@ -123,9 +123,10 @@ def minimize(smooth, linop, h, x0=None, offset=None, method="AT", tol=1e-8, max_
     recompute_every : int
         Recompute ``L x`` exactly every this many iterations (0: never).
     callback : callable, optional
-        ``callback(k, x, objective) -> bool``, called on every rank with the
-        same arguments; returning True stops with status ``max_iterations``
-        (the caller handles signals and checkpoints).
+        ``callback(k, x, objective, Lx) -> bool`` (``Lx`` is ``L x + b``),
+        called on every rank with the same arguments; returning True stops
+        with status ``stopped`` (the caller's own test: a stop signal, or
+        the primal feasibility of an SCD subproblem).
 
     Returns
     -------
@@ -233,7 +234,8 @@ def minimize(smooth, linop, h, x0=None, offset=None, method="AT", tol=1e-8, max_
         if rel_step <= tol:
             status = "converged"
             break
-        if callback is not None and callback(k, x, objective):
+        if callback is not None and callback(k, x, objective, A_x):
+            status = "stopped"
             break
     A_x = apply(x)
     f_local, _ = smooth.local(A_x)
