@@ -75,13 +75,16 @@ class MatrixOp(LinOp):
         self.out_space = Space(A.comm, sharded=True)
         self.local_in, self.local_out = A.shape[1], A.local_rows
         self.in_offset, self.out_offset = 0, A.row_offset
+        # scipy turns a CSR transpose into a new CSC object on every product;
+        # keeping the transpose as CSR once costs memory but not time.
+        self._local_T = A.local.T.tocsr() if A.issparse else A.local.T
 
     def forward(self, x):
         return np.asarray(self.A.local @ x, dtype=np.float64)
 
     def adjoint_partial(self, y):
         """This rank's term of ``Aᵀ y`` (sum over ranks to finish)."""
-        return np.ascontiguousarray(self.A.local.T @ y, dtype=np.float64)
+        return np.ascontiguousarray(self._local_T @ y, dtype=np.float64)
 
     def adjoint(self, y):
         return self.in_space.comm.allreduce(self.adjoint_partial(y))

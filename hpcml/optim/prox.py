@@ -50,9 +50,10 @@ class LinearBox(Prox):
         if np.any(self.lower > self.upper):
             raise InputError("a lower bound exceeds its upper bound")
         self._linear = bool(np.any(self.c != 0))
+        self._bounded = bool(np.any(np.isfinite(self.lower)) or np.any(np.isfinite(self.upper)))
 
     def value(self, x):
-        if np.any(x < self.lower) or np.any(x > self.upper):
+        if self._bounded and (np.any(x < self.lower) or np.any(x > self.upper)):
             return np.inf
         return float(np.sum(self.c * x)) if self._linear else 0.0
 
@@ -224,3 +225,45 @@ def _serial_space():
     from hpcml.comm import Comm
     from hpcml.optim.space import Space
     return Space(Comm.self_comm(), sharded=False)
+
+
+class Tilted(Prox):
+    """``h(x) + <a, x>``: ``prox(v, t) = prox_h(v − t a, t)``; the conjugate is ``h*`` translated by ``a``."""
+
+    def __init__(self, h, a):
+        self.h, self.a = h, _vec(a)
+        self.separable = h.separable
+
+    def _tilt(self, x):
+        value = float(np.sum(self.a * x))
+        if not self.separable and getattr(self.h, "comm", None) is not None:
+            value = self.h.comm.allreduce_scalar(value)
+        return value
+
+    def value(self, x):
+        return self.h.value(x) + self._tilt(x)
+
+    def prox(self, v, t):
+        u, _ = self.h.prox(v - t * self.a, t)
+        return u, self.value(u)
+
+    def conjugate(self):
+        return Translated(self.h.conjugate(), self.a)
+
+
+class Translated(Prox):
+    """``h(x − a)``: ``prox(v, t) = a + prox_h(v − a, t)``; the conjugate is ``h*`` tilted by ``a``."""
+
+    def __init__(self, h, a):
+        self.h, self.a = h, _vec(a)
+        self.separable = h.separable
+
+    def value(self, x):
+        return self.h.value(x - self.a)
+
+    def prox(self, v, t):
+        u, _ = self.h.prox(v - self.a, t)
+        return u + self.a, self.value(u + self.a)
+
+    def conjugate(self):
+        return Tilted(self.h.conjugate(), self.a)

@@ -33,7 +33,7 @@ from hpcml.optim.smooth import ConjugateSmoothed
 
 def scd(f, op, dual_prox, mu, residual, optimality=None, x0=None, y0=None, method="AT",
         tol=1e-8, inner_tol=None, inner_max=2000, max_outer=200, continuation="accelerated",
-        check_every=5, recompute_every=50):
+        check_every=5, recompute_every=50, watch=None):
     """Solve ``minimise f(x) + h(A x + o)`` through its smoothed dual.
 
     Parameters
@@ -70,6 +70,11 @@ def scd(f, op, dual_prox, mu, residual, optimality=None, x0=None, y0=None, metho
     max_outer : int
         Continuation steps (``continuation=None``: one solve).
     continuation : {"accelerated", "plain", None}
+    watch : callable, optional
+        ``watch(state) -> bool`` after each continuation step, with
+        ``state`` holding ``x``, ``x_prev``, ``y`` and ``history``; True
+        ends the solve with status ``stopped`` (the caller's certificate
+        tests for infeasibility and unboundedness).
     check_every : int
         Test the primal feasibility of the dual iterate every this many
         iterations (one local product and one scalar allreduce).
@@ -127,6 +132,10 @@ def scd(f, op, dual_prox, mu, residual, optimality=None, x0=None, y0=None, metho
         history["optimality"].append(optimal)
         if optimal <= tol and res <= tol:
             status = "converged"
+            break
+        if watch is not None and watch({"x": x, "x_prev": center if x_prev is None else x_prev,
+                                        "y": y, "history": history}):
+            status = "stopped"
             break
         if continuation == "accelerated" and x_prev is not None:
             # Nesterov's extrapolation of the proximal centre.
