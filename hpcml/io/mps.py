@@ -281,9 +281,9 @@ def write_mps(path, c, A, row_lower, row_upper, lower=None, upper=None, name="LP
     out.append("COLUMNS")
     for j in range(n):
         if c[j]:
-            out.append(f" x{j} obj {c[j]!r}")
+            out.append(f" x{j} obj {float(c[j])!r}")
         for k in range(A.indptr[j], A.indptr[j + 1]):
-            out.append(f" x{j} r{A.indices[k]} {A.data[k]!r}")
+            out.append(f" x{j} r{A.indices[k]} {float(A.data[k])!r}")
         if not c[j] and A.indptr[j] == A.indptr[j + 1]:
             out.append(f" x{j} obj 0")
     out.append("RHS")
@@ -291,24 +291,24 @@ def write_mps(path, c, A, row_lower, row_upper, lower=None, upper=None, name="LP
     for i in range(m):
         lo, hi = row_lower[i], row_upper[i]
         value = hi if kinds[i] in ("E", "L") else lo
-        out.append(f" rhs r{i} {value!r}")
+        out.append(f" rhs r{i} {float(value)!r}")
         if kinds[i] != "E" and np.isfinite(lo) and np.isfinite(hi):
-            ranges.append(f" rng r{i} {hi - lo!r}")
+            ranges.append(f" rng r{i} {float(hi - lo)!r}")
     if ranges:
         out += ["RANGES", *ranges]
     out.append("BOUNDS")
     for j in range(n):
         lo, hi = lower[j], upper[j]
         if lo == hi:
-            out.append(f" FX bnd x{j} {lo!r}")
+            out.append(f" FX bnd x{j} {float(lo)!r}")
             continue
         if not np.isfinite(lo) and not np.isfinite(hi):
             out.append(f" FR bnd x{j}")
             continue
         if lo != 0:
-            out.append(f" {'MI' if not np.isfinite(lo) else 'LO'} bnd x{j}" + (f" {lo!r}" if np.isfinite(lo) else ""))
+            out.append(f" {'MI' if not np.isfinite(lo) else 'LO'} bnd x{j}" + (f" {float(lo)!r}" if np.isfinite(lo) else ""))
         if np.isfinite(hi):
-            out.append(f" UP bnd x{j} {hi!r}")
+            out.append(f" UP bnd x{j} {float(hi)!r}")
     out.append("ENDATA")
     with open(path, "w") as handle:
         handle.write("\n".join(out) + "\n")

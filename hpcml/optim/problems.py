@@ -72,10 +72,17 @@ def least_squares_pieces(A, b, mode="auto"):
     return NormalQuadratic(A, c, constant), ident, None, mode
 
 
-def _natural_residual(x, grad, h):
-    """``‖x − prox_h(x − ∇f)‖∞ / max(1, ‖x‖∞)``: zero exactly at a minimiser."""
-    p, _ = h.prox(x - grad, 1.0)
-    return float(np.abs(x - p).max(initial=0.0)) / max(1.0, float(np.abs(x).max(initial=0.0)))
+def _kkt_l1(x, grad, lam):
+    """Largest distance of ``−∇f`` from ``λ ∂‖x‖₁``, relative to ``max λ``: zero exactly at a minimiser."""
+    lam = np.broadcast_to(np.asarray(lam, dtype=np.float64), x.shape)
+    off = np.where(x != 0, np.abs(grad + lam * np.sign(x)), np.maximum(np.abs(grad) - lam, 0.0))
+    return float(off.max(initial=0.0)) / max(float(lam.max(initial=0.0)), 1e-300)
+
+
+def _kkt_nonneg(x, grad):
+    """Violation of ``∇f ≥ 0``, ``∇f ⊥ x`` for ``x ≥ 0``, relative to ``max(1, ‖∇f‖∞)``."""
+    off = np.where(x > 0, np.abs(grad), np.maximum(-grad, 0.0))
+    return float(off.max(initial=0.0)) / max(1.0, float(np.abs(grad).max(initial=0.0)))
 
 
 def _finish(start, status, iterations, x, objective, primal, dual, **extra):
@@ -118,7 +125,7 @@ def lasso(A, b, lam, method="AT", tol=1e-10, max_iter=5000, mode="auto", x0=None
     dual = _sum(A.comm, 0.5 * (b_local @ b_local) - 0.5 * ((b_local - nu) @ (b_local - nu)))
     gap = max(objective - dual, 0.0) / max(abs(objective), 1e-300)
     return _finish(start, result.status, result.iterations, x, objective, 0.0,
-                   _natural_residual(x, grad, h), gap=gap, mode=mode, method=method,
+                   _kkt_l1(x, grad, lam), gap=gap, mode=mode, method=method,
                    history=result.history)
 
 
@@ -130,7 +137,7 @@ def nonneg_least_squares(A, b, method="AT", tol=1e-10, max_iter=5000, mode="auto
         A, b, h, mode, method, tol, max_iter, x0, callback)
     primal = float(np.abs(np.minimum(x, 0)).max(initial=0.0))
     return _finish(start, result.status, result.iterations, x, loss, primal,
-                   _natural_residual(x, grad, h), mode=mode, method=method, history=result.history)
+                   _kkt_nonneg(x, grad), mode=mode, method=method, history=result.history)
 
 
 def l1_logistic_regression(A, y, lam, method="AT", tol=1e-10, max_iter=5000, x0=None,
@@ -150,7 +157,7 @@ def l1_logistic_regression(A, y, lam, method="AT", tol=1e-10, max_iter=5000, x0=
     weights = np.broadcast_to(np.asarray(lam, dtype=np.float64), x.shape)
     objective = _sum(A.comm, value) + float(np.sum(weights * np.abs(x)))
     return _finish(start, result.status, result.iterations, x, objective, 0.0,
-                   _natural_residual(x, grad, h), method=method, history=result.history)
+                   _kkt_l1(x, grad, lam), method=method, history=result.history)
 
 
 def _scd_summary(start, out, f_value, primal, dual, **extra):
@@ -315,19 +322,24 @@ def lp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, mu=0.03, meth
     f = P.LinearBox(c_s, lower, upper)
     dual_prox = P.LinearBox(rhs, np.where(is_ub, 0.0, -np.inf), np.inf)
     certificate = {}
+    # Rows and c are scaled to unit size, so this absolute tolerance is a relative one.
+    certificate_tol = 1e-6
 
     def watch(out):
         """Look for infeasibility and unboundedness certificates after each continuation step."""
         hist = out["history"]
-        if len(hist["residual"]) < 3:
+        if len(hist["residual"]) < 2:
             return False
-        y = out["y"]
-        ynorm = op.out_space.norm(y)
-        if hist["residual"][-1] > tol and ynorm > 0:
-            d = y / ynorm
-            box_min, bad = _box_minimum(op.adjoint(d), lower, upper, 1e-9)
+        # The dual iterates of an infeasible LP run off along a Farkas ray: their
+        # last increment points along it (the bounded part cancels).
+        ray = out["y"] - out["y_prev"]
+        ray = np.where(is_ub, np.maximum(ray, 0.0), ray)
+        rnorm = op.out_space.norm(ray)
+        if hist["residual"][-1] > tol and rnorm > 0:
+            d = ray / rnorm
+            box_min, bad = _box_minimum(op.adjoint(d), lower, upper, certificate_tol)
             farkas = box_min - _sum(comm, rhs @ d)
-            if bad == 0.0 and farkas > 1e-6:
+            if bad == 0.0 and farkas > certificate_tol:
                 certificate.update(status="infeasible", farkas=farkas)
                 return True
         step = out["x"] - out["x_prev"]
@@ -336,9 +348,10 @@ def lp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, mu=0.03, meth
             ray = step / snorm
             Ar = violation(op.forward(ray) + rhs)
             ray_violation = _sum(comm, Ar.max(initial=0.0), "max")
-            in_cone = np.all(ray[np.isfinite(lower)] >= -1e-9) and np.all(ray[np.isfinite(upper)] <= 1e-9)
+            in_cone = (np.all(ray[np.isfinite(lower)] >= -certificate_tol)
+                       and np.all(ray[np.isfinite(upper)] <= certificate_tol))
             descent = float(c_s @ ray)
-            if ray_violation <= 1e-7 and in_cone and descent < -1e-6:
+            if ray_violation <= certificate_tol and in_cone and descent < -certificate_tol:
                 certificate.update(status="unbounded", descent=descent)
                 return True
         return False

@@ -66,13 +66,14 @@ def scd(f, op, dual_prox, mu, residual, optimality=None, x0=None, y0=None, metho
     inner_tol : float, optional
         Tolerance of each dual solve (default ``tol / 10``).
     inner_max : int
-        Dual iterations per continuation step.
+        Dual iterations per continuation step (step ``j`` gets at most
+        ``50·2^j`` of them).
     max_outer : int
         Continuation steps (``continuation=None``: one solve).
     continuation : {"accelerated", "plain", None}
     watch : callable, optional
         ``watch(state) -> bool`` after each continuation step, with
-        ``state`` holding ``x``, ``x_prev``, ``y`` and ``history``; True
+        ``state`` holding ``x``, ``x_prev``, ``y``, ``y_prev`` and ``history``; True
         ends the solve with status ``stopped`` (the caller's certificate
         tests for infeasibility and unboundedness).
     check_every : int
@@ -112,10 +113,13 @@ def scd(f, op, dual_prox, mu, residual, optimality=None, x0=None, y0=None, metho
                 return False
             return residual(op.forward(F.local(Lx)[1])) <= tol / 2
 
+        # Early steps are cheap and inexact (warm starts make up for it); an
+        # infeasible problem thus shows its Farkas ray after few iterations.
+        limit = min(inner_max, 50 * 2 ** min(outer, 30))
         result = minimize(F, dual_op, dual_prox, x0=y, method=method, tol=inner_tol,
-                          max_iter=inner_max, recompute_every=recompute_every, callback=feasible)
+                          max_iter=limit, recompute_every=recompute_every, callback=feasible)
         total_iterations += result.iterations
-        y = result.x
+        y_prev, y = y, result.x
         _, x = F.local(result.Lx)
         Ax = op.forward(x)
         res = residual(Ax)
@@ -134,7 +138,7 @@ def scd(f, op, dual_prox, mu, residual, optimality=None, x0=None, y0=None, metho
             status = "converged"
             break
         if watch is not None and watch({"x": x, "x_prev": center if x_prev is None else x_prev,
-                                        "y": y, "history": history}):
+                                        "y": y, "y_prev": y_prev, "history": history}):
             status = "stopped"
             break
         if continuation == "accelerated" and x_prev is not None:
