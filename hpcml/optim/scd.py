@@ -32,7 +32,7 @@ from hpcml.optim.smooth import ConjugateSmoothed
 
 
 def scd(f, op, dual_prox, mu, residual, optimality=None, x0=None, y0=None, method="AT",
-        tol=1e-8, inner_tol=None, inner_max=2000, max_outer=200, continuation="accelerated",
+        tol=1e-8, optimality_tol=None, inner_tol=0.0, inner_max=2000, max_outer=200, continuation="accelerated",
         check_every=5, recompute_every=50, watch=None):
     """Solve ``minimise f(x) + h(A x + o)`` through its smoothed dual.
 
@@ -63,8 +63,12 @@ def scd(f, op, dual_prox, mu, residual, optimality=None, x0=None, y0=None, metho
     tol : float
         Stop when the primal point moves by at most ``tol`` relative and its
         infeasibility is at most ``tol``.
-    inner_tol : float, optional
-        Tolerance of each dual solve (default ``tol / 10``).
+    optimality_tol : float, optional
+        Threshold of ``optimality`` (default ``tol``).
+    inner_tol : float
+        Relative change of ``y`` that ends a dual solve (default 0: a dual
+        solve ends when its primal point is feasible, or at its limit; the
+        relative change of a growing ``y`` says little).
     inner_max : int
         Dual iterations per continuation step (step ``j`` gets at most
         ``50·2^j`` of them).
@@ -99,7 +103,7 @@ def scd(f, op, dual_prox, mu, residual, optimality=None, x0=None, y0=None, metho
     n = op.shape[1]
     center = np.zeros(n) if x0 is None else np.array(x0, dtype=np.float64)
     y = np.zeros(op.local_out) if y0 is None else np.array(y0, dtype=np.float64)
-    inner_tol = tol / 10 if inner_tol is None else inner_tol
+    optimality_tol = tol if optimality_tol is None else optimality_tol
     x_prev = None
     history = {"residual": [], "change": [], "objective": [], "iterations": [], "dual_norm": [],
                "optimality": []}
@@ -134,7 +138,7 @@ def scd(f, op, dual_prox, mu, residual, optimality=None, x0=None, y0=None, metho
             break
         optimal = change if optimality is None else optimality(x, Ax, y)
         history["optimality"].append(optimal)
-        if optimal <= tol and res <= tol:
+        if optimal <= optimality_tol and res <= tol:
             status = "converged"
             break
         if watch is not None and watch({"x": x, "x_prev": center if x_prev is None else x_prev,
