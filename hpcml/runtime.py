@@ -14,19 +14,19 @@ _RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCI
 _LOCAL_SIZE_VARIABLES = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_ON_NODE")
 
 
-def launcher_rank():
+def launcher_rank(environ=os.environ):
     """This process's rank as the launcher set it (0 when not launched by MPI)."""
     for name in _RANK_VARIABLES:
-        value = os.environ.get(name, "")
+        value = environ.get(name, "")
         if value.isdigit():
             return int(value)
     return 0
 
 
-def ranks_on_node():
+def ranks_on_node(environ=os.environ):
     """Number of ranks the launcher placed on this node (1 when unknown)."""
     for name in _LOCAL_SIZE_VARIABLES:
-        value = os.environ.get(name, "")
+        value = environ.get(name, "")
         if value.isdigit():
             return int(value)
     return 1
@@ -46,7 +46,7 @@ def limit_threads(environ=os.environ):
         The variables this call set.
     """
     explicit = environ.get("HPCML_THREADS") or ""
-    if not explicit and ranks_on_node() <= 1:
+    if not explicit and ranks_on_node(environ) <= 1:
         return {}
     threads = explicit or environ.get("SLURM_CPUS_PER_TASK") or "1"
     changed = {}

@@ -1,0 +1,1 @@
+"""The same jobs on other engines, for side-by-side comparisons (Spark MLlib)."""

@@ -1,0 +1,44 @@
+import pytest
+
+from hpcml import jobs
+from hpcml.errors import InputError
+from hpcml.runtime import limit_threads
+
+
+def test_threads_limited_when_ranks_share_a_node():
+    env = {"MPI_LOCALNRANKS": "2", "OPENBLAS_NUM_THREADS": "4"}
+    changed = limit_threads(env)
+    assert env["OPENBLAS_NUM_THREADS"] == "4"          # the user's choice stays
+    assert env["OMP_NUM_THREADS"] == env["NUMBA_NUM_THREADS"] == "1"
+    assert "OPENBLAS_NUM_THREADS" not in changed
+
+
+def test_threads_follow_cpus_per_task_and_explicit_setting():
+    env = {"SLURM_NTASKS_ON_NODE": "4", "SLURM_CPUS_PER_TASK": "8"}
+    limit_threads(env)
+    assert env["OMP_NUM_THREADS"] == "8"
+    env = {"HPCML_THREADS": "3"}
+    limit_threads(env)
+    assert env["NUMBA_NUM_THREADS"] == "3"
+    env = {}
+    assert limit_threads(env) == {} and env == {}      # one rank alone keeps every core
+
+
+def test_job_spec_sections_and_overrides(tmp_path):
+    path = tmp_path / "job.toml"
+    path.write_text('workload = "lda train"\n[params]\nk = 5\n[checkpoint]\ndir = "ck"\n'
+                    '[resources]\nranks = 2\n')
+    spec = jobs.load(path, ["k=7", "checkpoint.every=3", "resources.ranks=4", "name=abc"])
+    assert spec.workload == ["lda", "train"]
+    assert spec.params == {"k": 7, "checkpoint_dir": "ck", "checkpoint_every": 3, "name": "abc"}
+    assert spec.resources == {"ranks": 4}
+
+
+@pytest.mark.parametrize("override,message", [("k", "expected KEY=VALUE"),
+                                              ("bogus.k=1", "unknown section"),
+                                              ("checkpoint.often=1", "unknown key 'often'")])
+def test_bad_overrides(tmp_path, override, message):
+    path = tmp_path / "job.toml"
+    path.write_text('workload = "stats"\n')
+    with pytest.raises(InputError, match=message):
+        jobs.load(path, [override])
