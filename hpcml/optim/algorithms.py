@@ -7,8 +7,8 @@ Lan–Lu–Monteiro (``LLM``).  As in TFOCS:
 - the Lipschitz constant is estimated by backtracking: every iteration first
   lowers the estimate by ``alpha`` (0.9) and raises it by ``1/beta`` (2) or
   to the local estimate until the quadratic upper bound holds; when the
-  change of ``f`` drowns in round-off the local estimate comes from the
-  change of the gradient instead;
+  second-order change of ``f`` drowns in round-off the local estimate comes
+  from the change of the gradient instead;
 - ``L x`` at the extrapolated points is formed from linear combinations of
   earlier products, so an iteration costs one product with ``L`` and one
   with its adjoint; the combinations drift, so they are recomputed exactly
@@ -28,9 +28,13 @@ import numpy as np
 from hpcml.errors import InputError
 
 METHODS = ("AT", "N83", "GRA", "LLM")
-#: Below this relative change of ``f`` the value-based Lipschitz test is
-#: dominated by round-off (TFOCS's ``backtrack_tol``).
-BACKTRACK_TOL = 1e-10
+#: Below this size, relative to ``f``, the second-order term
+#: ``f(x) − f(y) − <x − y, ∇f(y)>`` of the value-based Lipschitz test drowns
+#: in round-off, and the test uses the change of the gradient instead.
+#: (TFOCS compares the change of ``f`` itself with 1e-10; near the optimum
+#: that change is still resolved when its second-order part is not, and the
+#: estimate of L then jumps and stops the iteration early.)
+BACKTRACK_TOL = 1e-12
 STATUSES = ("converged", "max_iterations", "stalled", "stopped")
 
 
@@ -203,8 +207,9 @@ def minimize(smooth, linop, h, x0=None, offset=None, method="AT", tol=1e-8, max_
             f_y, f_x, xy_g, xy_sq, dx_sq, x_sq, restart_test, h_x = sums
             if xy_sq <= 0 or not math.isfinite(f_x):
                 break
-            if abs(f_x - f_y) >= BACKTRACK_TOL * max(abs(f_x), abs(f_y)):
-                local_L = 2.0 * (f_x - f_y - xy_g) / xy_sq
+            curvature = f_x - f_y - xy_g
+            if abs(curvature) >= BACKTRACK_TOL * max(abs(f_x), abs(f_y)):
+                local_L = 2.0 * curvature / xy_sq
             else:
                 g_x = linop.adjoint(gx_z)
                 local_L = scalars.total([scalars.add(X, xy @ (g_x - g_y))])[0] / xy_sq
