@@ -1,6 +1,7 @@
 """``hpcml lasso``, ``hpcml lp``, ``hpcml solve`` and the generators under real mpiexec."""
 
 import json
+import os
 
 import h5py
 import numpy as np
@@ -95,3 +96,18 @@ def test_solve_composes_named_pieces(tmp_path):
 def test_bad_lasso_options_exit_2(tmp_path):
     result = hpcml(2, "lasso", "--input", "x.h5:/A", "--rhs", "x.h5:/b", "--lam", -1, timeout=60)
     assert result.returncode == 2 and result.stderr.count("--lam must be > 0") == 1, result
+
+
+def test_lasso_checkpoint_and_resume(tmp_path):
+    rng = np.random.default_rng(4)
+    A = rng.standard_normal((2 * 60 + 1, 10))
+    with h5py.File(tmp_path / "d.h5", "w") as handle:
+        handle["A"], handle["b"] = A, A @ rng.standard_normal(10) + rng.standard_normal(121)
+    common = ["lasso", "--input", f"{tmp_path}/d.h5:/A", "--rhs", f"{tmp_path}/d.h5:/b", "--lam", 5.0,
+              "--mode", "matvec", "--json", "--checkpoint-dir", tmp_path / "ck"]
+    part = summary(hpcml(2, *common, "--max-iter", 4, "--checkpoint-every", 2))
+    assert part["status"] == "max_iterations" and sorted(os.listdir(tmp_path / "ck")) == ["ckpt-00000002", "ckpt-00000004"]
+    whole = summary(hpcml(2, *common, "--resume"))
+    fresh = summary(hpcml(1, *common[:-2]))
+    assert whole["status"] == fresh["status"] == "converged"
+    assert abs(whole["objective"] - fresh["objective"]) <= 1e-10 * fresh["objective"]
