@@ -35,7 +35,6 @@ METHODS = ("AT", "N83", "GRA", "LLM")
 #: that change is still resolved when its second-order part is not, and the
 #: estimate of L then jumps and stops the iteration early.)
 BACKTRACK_TOL = 1e-12
-STATUSES = ("converged", "max_iterations", "stalled", "stopped")
 
 
 class Result:

@@ -33,10 +33,6 @@ class Space:
         """This rank's share of a sum over the vector."""
         return self.weight * float(local_sum)
 
-    def dot_partial(self, a, b):
-        """This rank's share of ``<a, b>``."""
-        return self.partial(np.dot(a, b)) if self.weight else 0.0
-
     def total(self, *partials):
         """Sum partials over the ranks (one allreduce for the whole batch)."""
         buf = np.array(partials, dtype=np.float64)

@@ -15,6 +15,7 @@ from hpcml.distmat import DistMatrix  # noqa: E402
 from hpcml.optim import linop as L  # noqa: E402
 from hpcml.optim import problems  # noqa: E402
 from hpcml.optim import prox as P  # noqa: E402
+from hpcml.optim import smooth as S  # noqa: E402
 from hpcml.optim.space import Space  # noqa: E402
 from hpcml.optim.synthetic import lasso_problem, random_lp  # noqa: E402
 
@@ -45,6 +46,11 @@ for m in (p * 7 + 1, 2):
     sharded = Space(comm, sharded=True)
     v = block(rng.standard_normal(m), Dd)
     shift = block(rng.standard_normal(m), Dd)
+    # A smooth function's value on a sharded vector is summed over the ranks.
+    full_z, full_b = rng.standard_normal(m), rng.standard_normal(m)
+    value, grad = S.Quadratic(block(full_b, Dd)).value_grad(block(full_z, Dd), sharded)
+    assert abs(value - 0.5 * np.sum((full_z - full_b) ** 2)) <= 1e-12 * max(1.0, value)
+    assert np.array_equal(grad, block(full_z - full_b, Dd))
     for h in (P.L2Ball(0.8, comm), P.L2Norm(0.6, comm), P.shifted_nonneg(shift), P.Tilted(P.L2Norm(0.3, comm), shift)):
         check = P.prox_pair_test(h, v, 0.7, space=sharded)
         assert check["ok"], (type(h).__name__, check)
