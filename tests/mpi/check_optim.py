@@ -1,14 +1,9 @@
 """The conic solver on uneven and empty shards: adjoints, sharded proxes, and results equal to one rank's."""
 
-import os
 import sys
 
 import numpy as np
 import scipy.sparse as sp
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from lp_models import CLASSIC  # noqa: E402
 
 from hpcml.comm import Comm  # noqa: E402
 from hpcml.distmat import DistMatrix  # noqa: E402
