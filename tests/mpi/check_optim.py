@@ -5,14 +5,14 @@ import sys
 import numpy as np
 import scipy.sparse as sp
 
-from hpcml.comm import Comm  # noqa: E402
-from hpcml.distmat import DistMatrix  # noqa: E402
-from hpcml.optim import linop as L  # noqa: E402
-from hpcml.optim import problems  # noqa: E402
-from hpcml.optim import prox as P  # noqa: E402
-from hpcml.optim import smooth as S  # noqa: E402
-from hpcml.optim.space import Space  # noqa: E402
-from hpcml.optim.synthetic import lasso_problem, random_lp  # noqa: E402
+from hpcml.comm import Comm
+from hpcml.distmat import DistMatrix
+from hpcml.optim import linop as L
+from hpcml.optim import problems
+from hpcml.optim import prox as P
+from hpcml.optim import smooth as S
+from hpcml.optim.space import Space
+from hpcml.optim.synthetic import lasso_problem, random_lp
 
 comm = Comm.world()
 solo = Comm.self_comm()
