@@ -22,6 +22,7 @@ from hpcml.runtime import launcher_rank, limit_threads
 COMMAND_MODULES = (
     "hpcml.synthetic",
     "hpcml.stats",
+    "hpcml.slurm_cli",
     "hpcml.optim.cli",
 )
 

@@ -1,0 +1,850 @@
+"""Collapsed Gibbs samplers for LDA as Numba kernels.
+
+Two training samplers share one state layout:
+
+* :func:`mh_sweep` -- Metropolis-Hastings in the manner of LightLDA: each
+  step alternates a *document proposal* (the topic of a random token of the
+  same document, or a draw from alpha) and a *word proposal* (the topic of a
+  random occurrence of the same word in this rank's corpus, or a uniform
+  topic).  Both proposals are drawn in O(1) without any table that must be
+  rebuilt, so the cost per token does not grow with K.
+* :func:`dense_sweep` -- the textbook O(K) collapsed Gibbs sampler, the
+  reference the tests compare against.
+
+Why MH rather than SparseLDA buckets: SparseLDA's per-token cost follows the
+number of topics present in the document and the word, which grows with K;
+the MH proposals cost a few random loads whatever K is, so the sampler keeps
+its speed at K = 1000 (bench/lda.py measures both K side by side with
+tomotopy).  The price is slower mixing per sweep than exact Gibbs, most
+visible in the first sweeps at large K (more ``mh_steps`` buys it back).
+
+Memory: 10 bytes per token on one rank (uint16 word id and topic when V and
+K allow, the topic again in word order, an int32 word-order position) and 2
+bytes per word-topic cell (uint16 counts while every word occurs fewer than
+65,536 times, else 4).
+
+State layout (compact integer types, chosen by the caller):
+
+``doc_ptr``  int64 (D+1,)   token offsets of the documents
+``words``    uint16/int32 (N,)  word id per token
+``z``        uint16/int32 (N,)  topic per token
+``nwk``      uint16/int32 (V, K)  word-topic counts (this rank's view)
+``nk``       int64 (K,)     topic totals (this rank's view)
+``nloc``     like nwk       word-topic counts of this rank's tokens only
+                            (the same array as ``nwk`` on one rank)
+``wptr``     int64 (V+1,)   offsets of each word's tokens in word order
+``tpos``     int32/int64 (N,)  position of each token in word order
+``zw``       like z         the topics again, in word order: the word
+                            proposal reads one entry instead of chasing an
+                            index into ``z`` (one cache miss instead of two)
+
+The random number generator is a xorshift64* stream whose 64-bit state is
+passed in a ``uint64`` array of length 1 and written back, so a sweep is a
+pure function of its inputs and runs are reproducible.
+"""
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from hpcml.kernels import JIT
+
+_MULT = np.uint64(0x2545F4914F6CDD1D)
+_S12 = np.uint64(12)
+_S25 = np.uint64(25)
+_S27 = np.uint64(27)
+_S11 = np.uint64(11)
+_S32 = np.uint64(32)
+_INV53 = 1.0 / 9007199254740992.0
+#: Tokens ahead whose count rows are prefetched, and the largest K whose
+#: whole word-topic row (at most 8 cache lines of int32) is prefetched; for
+#: larger K only the line of the token's current topic and the start of its
+#: word's topic list are.
+_AHEAD = 4
+_ROW_K = 128
+
+
+@njit(inline="always")
+def _next(x):
+    """Advance a xorshift64* state; return (new state, 64-bit output)."""
+    x ^= x >> _S12
+    x ^= x << _S25
+    x ^= x >> _S27
+    return x, x * _MULT
+
+
+@njit(inline="always")
+def _uniform(x):
+    """Return (new state, float in [0, 1))."""
+    x, r = _next(x)
+    return x, np.float64(r >> _S11) * _INV53
+
+
+@njit(inline="always")
+def _randint(x, n):
+    """Return (new state, integer in [0, n)) by Lemire's multiply-shift."""
+    x, r = _next(x)
+    return x, np.int64(((r >> _S32) * np.uint64(n)) >> _S32)
+
+
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """Hint the CPU to load the cache line holding ``arr[idx]`` (1-D, no effect on results)."""
+    sig = types.void(arr, idx)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]],
+                                       wraparound=False, boundscheck=False)
+        i32 = ir.IntType(32)
+        i8p = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        # read access, high temporal locality, data cache
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                          ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@njit(inline="always")
+def _alias_draw(v, prob, alias, K):
+    """Draw from a Walker alias table given ``v`` uniform on [0, K)."""
+    j = min(np.int64(v), K - 1)
+    return j if v - j < prob[j] else np.int64(alias[j])
+
+
+@njit(inline="always")
+def _accept(x, num, den, s, ps, t, pt):
+    """Metropolis-Hastings test of ratio num/den; skips the draw when num >= den."""
+    if num >= den:
+        return x, t, pt
+    x, u = _uniform(x)
+    if u * den < num:
+        return x, t, pt
+    return x, s, ps
+
+
+def seed_state(seed, stream=0):
+    """Return a generator state for ``seed`` and a stream id (e.g. the rank).
+
+    SplitMix64 mixing makes nearby seeds and streams independent.
+    """
+    mask = (1 << 64) - 1
+    v = (int(seed) * 0x9E3779B97F4A7C15 + (int(stream) + 1) * 0xBF58476D1CE4E5B9) & mask
+    for _ in range(2):
+        v = (v ^ (v >> 30)) * 0xBF58476D1CE4E5B9 & mask
+        v = (v ^ (v >> 27)) * 0x94D049BB133111EB & mask
+        v ^= v >> 31
+    return np.array([v or 0x9E3779B97F4A7C15], dtype=np.uint64)
+
+
+def alias_table(weights):
+    """Walker alias table for a positive weight vector (Vose's method).
+
+    Returns ``(prob, alias)``: draw j uniformly, keep j with probability
+    ``prob[j]``, else take ``alias[j]``.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    n = w.shape[0]
+    p = w * (n / w.sum())
+    prob = np.ones(n)
+    alias = np.arange(n, dtype=np.int32)
+    small = [i for i in range(n) if p[i] < 1.0]
+    large = [i for i in range(n) if p[i] >= 1.0]
+    while small and large:
+        s = small.pop()
+        g = large[-1]
+        prob[s] = p[s]
+        alias[s] = g
+        p[g] -= 1.0 - p[s]
+        if p[g] < 1.0:
+            large.pop()
+            small.append(g)
+    return prob, alias
+
+
+@njit(**JIT)
+def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
+               alpha, a_prob, a_alias, alpha_sum, beta, vbeta, mh_steps,
+               d0, d1, ndk, state):
+    K = nk.shape[0]
+    kbeta = K * beta
+    inv_beta = 1.0 / beta
+    k_over_asum = K / alpha_sum
+    flat = nwk.reshape(-1)
+    flat_loc = nloc.reshape(-1)
+    x = state[0]
+    # The loads of a token's proposals depend on each other, so the CPU
+    # cannot overlap their cache misses.  The uniforms of each token's word
+    # proposals are therefore drawn _AHEAD tokens early, which tells where in
+    # zw they will read; those lines (and the token's count row) are
+    # prefetched while earlier tokens are sampled.
+    slots = _AHEAD + 1
+    pre = np.empty((slots, mh_steps))
+    T1 = doc_ptr[d1]
+    for j in range(doc_ptr[d0], min(doc_ptr[d0] + _AHEAD, T1)):
+        for st in range(mh_steps):
+            x, u = _uniform(x)
+            pre[j % slots, st] = u
+    for d in range(d0, d1):
+        t0 = doc_ptr[d]
+        t1 = doc_ptr[d + 1]
+        L = t1 - t0
+        if L == 0:
+            continue
+        for i in range(t0, t1):
+            ndk[z[i]] += 1
+        for i in range(t0, t1):
+            ia = i + _AHEAD
+            if ia < T1:
+                wa = np.int64(words[ia])
+                ba = wptr[wa]
+                na = wptr[wa + 1] - ba
+                for st in range(mh_steps):
+                    x, u = _uniform(x)
+                    pre[ia % slots, st] = u
+                    r = u * (na + kbeta)
+                    if r < na:
+                        _prefetch(zw, ba + np.int64(r))
+                _prefetch(zw, tpos[ia])
+                if K <= _ROW_K:
+                    for off in range(0, K, 16):
+                        _prefetch(flat, wa * K + off)
+                        if separate_local:
+                            _prefetch(flat_loc, wa * K + off)
+                else:
+                    _prefetch(flat, wa * K + np.int64(z[ia]))
+                    if separate_local:
+                        _prefetch(flat_loc, wa * K + np.int64(z[ia]))
+            w = words[i]
+            s0 = np.int64(z[i])
+            ndk[s0] -= 1
+            nwk[w, s0] -= 1
+            nk[s0] -= 1
+            if separate_local:
+                nloc[w, s0] -= 1
+            s = s0
+            ps = (ndk[s] + alpha[s]) * (nwk[w, s] + beta) / (nk[s] + vbeta)
+            wbeg = wptr[w]
+            nw = wptr[w + 1] - wbeg
+            pw = tpos[i]
+            # Both proposals are drawn from the current state (this token's
+            # entries in z and zw follow s), so the Hastings ratio uses the
+            # counts without this token: q_s(t)/q_t(s) = (n_t + a)/(n_s + a).
+            for step in range(mh_steps):
+                # Document proposal q(k) ~ n_dk (with this token) + alpha_k.
+                # One uniform picks the mixture component and the index.
+                x, u = _uniform(x)
+                r = u * (L + alpha_sum)
+                if r < L:
+                    t = np.int64(z[t0 + np.int64(r)])
+                else:
+                    t = _alias_draw((r - L) * k_over_asum, a_prob, a_alias, K)
+                if t != s:
+                    pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
+                    x, s, ps = _accept(x, pt * (ndk[s] + alpha[s]),
+                                       ps * (ndk[t] + alpha[t]), s, ps, t, pt)
+                    z[i] = s
+                    zw[pw] = s
+                # Word proposal q(k) ~ local n_wk (with this token) + beta.
+                r = pre[i % slots, step] * (nw + kbeta)
+                if r < nw:
+                    t = np.int64(zw[wbeg + np.int64(r)])
+                else:
+                    t = min(np.int64((r - nw) * inv_beta), K - 1)
+                if t != s:
+                    pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
+                    x, s, ps = _accept(x, pt * (nloc[w, s] + beta),
+                                       ps * (nloc[w, t] + beta), s, ps, t, pt)
+                    z[i] = s
+                    zw[pw] = s
+            ndk[s] += 1
+            nwk[w, s] += 1
+            nk[s] += 1
+            if separate_local:
+                nloc[w, s] += 1
+        for i in range(t0, t1):
+            ndk[z[i]] = 0
+    state[0] = x
+
+
+@njit(**JIT)
+def _dense_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, alpha,
+                  beta, vbeta, d0, d1, ndk, cdf, state):
+    K = nk.shape[0]
+    x = state[0]
+    for d in range(d0, d1):
+        t0 = doc_ptr[d]
+        t1 = doc_ptr[d + 1]
+        for i in range(t0, t1):
+            ndk[z[i]] += 1
+        for i in range(t0, t1):
+            w = words[i]
+            s = z[i]
+            ndk[s] -= 1
+            nwk[w, s] -= 1
+            nk[s] -= 1
+            if separate_local:
+                nloc[w, s] -= 1
+            acc = 0.0
+            for k in range(K):
+                acc += (ndk[k] + alpha[k]) * (nwk[w, k] + beta) / (nk[k] + vbeta)
+                cdf[k] = acc
+            x, u = _uniform(x)
+            u *= acc
+            t = 0
+            while t < K - 1 and cdf[t] <= u:
+                t += 1
+            z[i] = t
+            ndk[t] += 1
+            nwk[w, t] += 1
+            nk[t] += 1
+            if separate_local:
+                nloc[w, t] += 1
+        for i in range(t0, t1):
+            ndk[z[i]] = 0
+    state[0] = x
+
+
+def _check_state(doc_ptr, words, z, nwk, nk, nloc, alpha, state, d0, d1):
+    if doc_ptr.dtype != np.int64 or doc_ptr.ndim != 1:
+        raise TypeError("doc_ptr must be a 1-D int64 array")
+    if words.shape != z.shape or words.ndim != 1:
+        raise ValueError("words and z must be 1-D arrays of one length")
+    if words.dtype.kind not in "iu" or z.dtype.kind not in "iu":
+        raise TypeError("words and z must be integer arrays")
+    if int(doc_ptr[-1]) != words.shape[0]:
+        raise ValueError("doc_ptr[-1] must equal the number of tokens")
+    if nwk.ndim != 2 or nwk.dtype.kind not in "iu" or not nwk.flags.c_contiguous:
+        raise TypeError("nwk must be a C-contiguous 2-D integer array")
+    if nloc.shape != nwk.shape or nloc.dtype.kind not in "iu":
+        raise ValueError("nloc must be an integer array shaped like nwk")
+    if nk.dtype != np.int64 or nk.shape != (nwk.shape[1],):
+        raise TypeError("nk must be int64 of length K")
+    if alpha.dtype != np.float64 or alpha.shape != nk.shape:
+        raise TypeError("alpha must be float64 of length K")
+    if state.dtype != np.uint64 or state.shape != (1,):
+        raise TypeError("state must be a uint64 array of length 1")
+    if not 0 <= d0 <= d1 <= doc_ptr.shape[0] - 1:
+        raise ValueError("document range out of bounds")
+
+
+def mh_sweep(doc_ptr, words, z, nwk, nk, alpha, beta, state, *, wptr, tpos, zw,
+             nloc=None, mh_steps=2, d0=0, d1=None, scratch=None):
+    """Resample the topics of documents ``d0:d1`` by Metropolis-Hastings.
+
+    Parameters
+    ----------
+    doc_ptr, words, z, nwk, nk : arrays
+        Corpus and counts as described in the module docstring; ``z``,
+        ``nwk``, ``nk`` (and ``nloc``) are updated in place.
+    alpha : ndarray of float64, shape (K,)
+        Document-topic prior (asymmetric allowed).
+    beta : float
+        Symmetric topic-word prior.
+    state : ndarray of uint64, shape (1,)
+        Generator state, advanced in place.
+    wptr, tpos, zw : arrays
+        Word order of this rank's tokens (see :func:`word_index`) and the
+        topics in that order (``zw[tpos] == z``), updated in place.
+    nloc : ndarray, optional
+        Counts of this rank's tokens when ``nwk`` also holds other ranks'
+        counts; ``None`` when they coincide (one rank).
+    mh_steps : int
+        Number of (document, word) proposal pairs per token.
+    d0, d1 : int
+        Document range to sweep (default all).
+    scratch : ndarray of int32, shape (K,), optional
+        Zeroed work array reused across calls.
+    """
+    d1 = doc_ptr.shape[0] - 1 if d1 is None else d1
+    separate = nloc is not None
+    nloc = nwk if nloc is None else nloc
+    _check_state(doc_ptr, words, z, nwk, nk, nloc, alpha, state, d0, d1)
+    if (wptr.shape[0] != nwk.shape[0] + 1 or tpos.shape[0] != words.shape[0]
+            or zw.shape != z.shape or zw.dtype != z.dtype):
+        raise ValueError("wptr/tpos/zw do not match the corpus")
+    K = nk.shape[0]
+    a_prob, a_alias = alias_table(alpha)
+    ndk = np.zeros(K, np.int32) if scratch is None else scratch
+    _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate, wptr, tpos, zw, alpha,
+               a_prob, a_alias, float(alpha.sum()), float(beta),
+               float(beta) * nwk.shape[0], int(mh_steps), int(d0), int(d1), ndk, state)
+
+
+def dense_sweep(doc_ptr, words, z, nwk, nk, alpha, beta, state, *, nloc=None,
+                d0=0, d1=None, scratch=None):
+    """Resample documents ``d0:d1`` by the exact O(K) collapsed Gibbs rule.
+
+    Same arguments as :func:`mh_sweep` (without the word index).
+    """
+    d1 = doc_ptr.shape[0] - 1 if d1 is None else d1
+    separate = nloc is not None
+    nloc = nwk if nloc is None else nloc
+    _check_state(doc_ptr, words, z, nwk, nk, nloc, alpha, state, d0, d1)
+    K = nk.shape[0]
+    ndk = np.zeros(K, np.int32) if scratch is None else scratch
+    _dense_kernel(doc_ptr, words, z, nwk, nk, nloc, separate, alpha, float(beta),
+                  float(beta) * nwk.shape[0], int(d0), int(d1), ndk,
+                  np.empty(K), state)
+
+
+@njit(**JIT)
+def _word_index_kernel(words, V, wptr, tpos):
+    for i in range(words.shape[0]):
+        wptr[words[i] + 1] += 1
+    for v in range(V):
+        wptr[v + 1] += wptr[v]
+    fill = wptr[:-1].copy()
+    for i in range(words.shape[0]):
+        w = words[i]
+        tpos[i] = fill[w]
+        fill[w] += 1
+
+
+def word_index(words, V):
+    """Return ``(wptr, tpos)``: word-order offsets and each token's position.
+
+    Tokens of word ``w`` occupy positions ``wptr[w]:wptr[w+1]`` in word order,
+    in corpus order; token ``i`` sits at ``tpos[i]``.
+    """
+    if words.ndim != 1 or words.dtype.kind not in "iu":
+        raise TypeError("words must be a 1-D integer array")
+    wptr = np.zeros(V + 1, np.int64)
+    tpos = np.empty(words.shape[0], np.int32 if words.shape[0] < 2**31 else np.int64)
+    _word_index_kernel(words, V, wptr, tpos)
+    return wptr, tpos
+
+
+def word_order(z, tpos):
+    """Return the topics ``z`` arranged in word order (``zw[tpos] = z``)."""
+    zw = np.empty_like(z)
+    zw[tpos] = z
+    return zw
+
+
+@njit(**JIT)
+def _count_kernel(doc_ptr, words, z, nwk, nk):
+    for i in range(words.shape[0]):
+        nwk[words[i], z[i]] += 1
+        nk[z[i]] += 1
+
+
+def count_topics(doc_ptr, words, z, nwk, nk):
+    """Add the word-topic counts and topic totals of an assignment ``z``."""
+    if nk.dtype != np.int64 or nwk.shape[1] != nk.shape[0]:
+        raise TypeError("nk must be int64 of length K")
+    _count_kernel(doc_ptr, words, z, nwk, nk)
+
+
+@njit(**JIT)
+def _doc_ll_kernel(doc_ptr, z, alpha, alpha_sum, ndk):
+    total = 0.0
+    lg_asum = math.lgamma(alpha_sum)
+    for d in range(doc_ptr.shape[0] - 1):
+        t0 = doc_ptr[d]
+        t1 = doc_ptr[d + 1]
+        if t1 == t0:
+            continue
+        for i in range(t0, t1):
+            ndk[z[i]] += 1
+        total += lg_asum - math.lgamma(t1 - t0 + alpha_sum)
+        for i in range(t0, t1):
+            k = z[i]
+            if ndk[k] > 0:
+                total += math.lgamma(ndk[k] + alpha[k]) - math.lgamma(alpha[k])
+                ndk[k] = 0
+    return total
+
+
+def doc_log_likelihood(doc_ptr, z, alpha):
+    """Return sum over documents of log p(z_d | alpha) (Dirichlet-multinomial)."""
+    if alpha.dtype != np.float64:
+        raise TypeError("alpha must be float64")
+    return float(_doc_ll_kernel(doc_ptr, z, alpha, float(alpha.sum()),
+                                np.zeros(alpha.shape[0], np.int64)))
+
+
+@njit(**JIT)
+def _word_ll_kernel(nwk, beta):
+    total = 0.0
+    lg_b = math.lgamma(beta)
+    for w in range(nwk.shape[0]):
+        for k in range(nwk.shape[1]):
+            c = nwk[w, k]
+            if c > 0:
+                total += math.lgamma(c + beta) - lg_b
+    return total
+
+
+def word_log_likelihood(nwk_rows, beta):
+    """Return sum over the given word rows of log Gamma(n_wk+beta)-log Gamma(beta)."""
+    return float(_word_ll_kernel(nwk_rows, float(beta)))
+
+
+def topic_log_normaliser(nk, beta, V):
+    """Return sum_k [log Gamma(V beta) - log Gamma(n_k + V beta)]."""
+    vb = float(beta) * V
+    return float(sum(math.lgamma(vb) - math.lgamma(float(c) + vb) for c in nk))
+
+
+@njit(**JIT)
+def _foldin_kernel(doc_ptr, words, z, nwk, nk, alpha, a_prob, a_alias, alpha_sum,
+                   beta, vbeta, wrow_ptr, wrow_topic, wrow_cum, mh_steps, ndk_all,
+                   sweeps, state):
+    K = nk.shape[0]
+    kbeta = K * beta
+    x = state[0]
+    for d in range(doc_ptr.shape[0] - 1):
+        t0 = doc_ptr[d]
+        t1 = doc_ptr[d + 1]
+        L = t1 - t0
+        ndk = ndk_all[d]
+        for i in range(t0, t1):
+            x, k = _randint(x, K)
+            z[i] = k
+            ndk[k] += 1
+        for _ in range(sweeps):
+            for i in range(t0, t1):
+                w = words[i]
+                s0 = np.int64(z[i])
+                ndk[s0] -= 1
+                s = s0
+                ps = (ndk[s] + alpha[s]) * (nwk[w, s] + beta) / (nk[s] + vbeta)
+                rb = wrow_ptr[w]
+                re = wrow_ptr[w + 1]
+                nw = wrow_cum[re - 1] if re > rb else 0
+                for _s in range(mh_steps):
+                    x, u = _uniform(x)
+                    if u * (L + alpha_sum) < L:
+                        x, j = _randint(x, L)
+                        t = np.int64(z[t0 + j])
+                    else:
+                        x, j = _randint(x, K)
+                        x, u = _uniform(x)
+                        t = j if u < a_prob[j] else np.int64(a_alias[j])
+                    if t != s:
+                        pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
+                        x, s, ps = _accept(x, pt * (ndk[s] + alpha[s]),
+                                           ps * (ndk[t] + alpha[t]), s, ps, t, pt)
+                        z[i] = s
+                    # Word proposal from the fixed model: q(k) ~ n_wk + beta,
+                    # the count part by binary search in the word's nonzeros.
+                    x, u = _uniform(x)
+                    r = u * (nw + kbeta)
+                    if r < nw:
+                        lo = rb
+                        hi = re - 1
+                        while lo < hi:
+                            mid = (lo + hi) // 2
+                            if wrow_cum[mid] > r:
+                                hi = mid
+                            else:
+                                lo = mid + 1
+                        t = np.int64(wrow_topic[lo])
+                    else:
+                        x, t = _randint(x, K)
+                    if t != s:
+                        pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
+                        x, s, ps = _accept(x, pt * (nwk[w, s] + beta),
+                                           ps * (nwk[w, t] + beta), s, ps, t, pt)
+                z[i] = s
+                ndk[s] += 1
+    state[0] = x
+
+
+@njit(**JIT)
+def _sparse_rows_kernel(nwk, ptr, topic, cum):
+    pos = 0
+    for w in range(nwk.shape[0]):
+        acc = 0
+        for k in range(nwk.shape[1]):
+            c = nwk[w, k]
+            if c > 0:
+                acc += c
+                topic[pos] = k
+                cum[pos] = acc
+                pos += 1
+        ptr[w + 1] = pos
+
+
+def sparse_rows(nwk):
+    """CSR of the nonzero word-topic counts with running sums per word."""
+    nnz = int(np.count_nonzero(nwk))
+    ptr = np.zeros(nwk.shape[0] + 1, np.int64)
+    topic = np.empty(nnz, np.int32)
+    cum = np.empty(nnz, np.float64)
+    _sparse_rows_kernel(nwk, ptr, topic, cum)
+    return ptr, topic, cum
+
+
+def fold_in(doc_ptr, words, nwk, nk, alpha, beta, state, *, sweeps=20, mh_steps=2,
+            rows=None):
+    """Infer topic counts of new documents with the model counts held fixed.
+
+    Parameters
+    ----------
+    doc_ptr, words : arrays
+        The new documents (word ids must be < V).
+    nwk, nk : arrays
+        Trained word-topic counts and totals; not modified.
+    alpha, beta, state :
+        Priors and generator state (advanced in place).
+    sweeps : int
+        Gibbs sweeps over each document.
+    rows : tuple, optional
+        Precomputed :func:`sparse_rows` of ``nwk`` (reused across calls).
+
+    Returns
+    -------
+    ndk : ndarray of int32, shape (D, K)
+        Document-topic counts of the final sample.
+    """
+    K = nk.shape[0]
+    _check_state(doc_ptr, words, np.zeros_like(words), nwk, nk, nwk, alpha, state,
+                 0, doc_ptr.shape[0] - 1)
+    ptr, topic, cum = sparse_rows(nwk) if rows is None else rows
+    z = np.empty(words.shape[0], np.int32)
+    ndk = np.zeros((doc_ptr.shape[0] - 1, K), np.int32)
+    a_prob, a_alias = alias_table(alpha)
+    _foldin_kernel(doc_ptr, words, z, nwk, nk, alpha, a_prob, a_alias,
+                   float(alpha.sum()), float(beta), float(beta) * nwk.shape[0],
+                   ptr, topic, cum, int(mh_steps), ndk, int(sweeps), state)
+    return ndk
+
+
+_PACK_SHIFT = 24
+_PACK_BIAS = 1 << 23
+
+
+@njit(**JIT)
+def _delta_kernel(words, z, zsnap, t0, delta, touched):
+    K = delta.shape[1]
+    m = 0
+    for j in range(zsnap.shape[0]):
+        i = t0 + j
+        if z[i] != zsnap[j]:
+            w = words[i]
+            a = np.int64(zsnap[j])
+            b = np.int64(z[i])
+            if delta[w, a] == 0:
+                touched[m] = w * K + a
+                m += 1
+            delta[w, a] -= 1
+            if delta[w, b] == 0:
+                touched[m] = w * K + b
+                m += 1
+            delta[w, b] += 1
+    return m
+
+
+def segment_delta(words, z, zsnap, t0, delta, touched):
+    """Add the count changes of tokens ``t0:t0+len(zsnap)`` to ``delta``.
+
+    ``zsnap`` holds their topics before the segment was sampled.  Returns the
+    number of cells written to ``touched`` (flat indices into ``delta``; a
+    cell may appear twice, and some may have returned to zero).
+    """
+    if delta.dtype != np.int32 or touched.dtype != np.int64:
+        raise TypeError("delta must be int32 and touched int64")
+    if touched.shape[0] < 2 * zsnap.shape[0]:
+        raise ValueError("touched must hold two cells per token")
+    return int(_delta_kernel(words, z, zsnap, int(t0), delta, touched))
+
+
+@njit(**JIT)
+def _pack_kernel(delta, touched, m, packed):
+    flat = delta.reshape(-1)
+    n = 0
+    overflow = False
+    for j in range(m):
+        key = touched[j]
+        v = flat[key]
+        if v != 0:
+            if v >= _PACK_BIAS or v < -_PACK_BIAS:
+                overflow = True
+            packed[n] = (key << _PACK_SHIFT) | (v + _PACK_BIAS)
+            n += 1
+            flat[key] = 0
+    return n, overflow
+
+
+def pack_delta(delta, touched, m):
+    """Move the nonzero cells of ``delta`` listed in ``touched[:m]`` into int64
+    words ``(cell << 24) | (value + 2**23)`` and zero them in ``delta``.
+
+    Returns ``(packed, overflow)``; ``overflow`` is True when some value does
+    not fit in 24 bits (the caller must then exchange densely).
+    """
+    packed = np.empty(m, np.int64)
+    n, overflow = _pack_kernel(delta, touched, m, packed)
+    return packed[:n], bool(overflow)
+
+
+@njit(**JIT)
+def _unpack_kernel(packed, delta, mode):
+    flat = delta.reshape(-1)
+    mask = (np.int64(1) << _PACK_SHIFT) - 1
+    for j in range(packed.shape[0]):
+        e = packed[j]
+        v = (e & mask) - _PACK_BIAS
+        key = e >> _PACK_SHIFT
+        if mode == 1:
+            flat[key] = v
+        else:
+            flat[key] -= v
+
+
+def unpack_delta(packed, delta):
+    """Write packed cells into the dense ``delta`` (inverse of pack_delta)."""
+    _unpack_kernel(packed, delta, 1)
+
+
+def subtract_packed(packed, delta):
+    """``delta -= packed cells`` (remove this rank's own part from a sum)."""
+    _unpack_kernel(packed, delta, -1)
+
+
+@njit(**JIT)
+def _apply_packed_kernel(packed, lo, hi, nwk, nk):
+    K = nk.shape[0]
+    flat = nwk.reshape(-1)
+    mask = (np.int64(1) << _PACK_SHIFT) - 1
+    for j in range(packed.shape[0]):
+        if lo <= j < hi:
+            continue
+        e = packed[j]
+        key = e >> _PACK_SHIFT
+        v = (e & mask) - _PACK_BIAS
+        flat[key] += v
+        nk[key % K] += v
+
+
+def apply_packed(packed, skip, nwk, nk):
+    """Add packed deltas to the counts, skipping entries ``skip = (lo, hi)``
+    (this rank's own, already applied)."""
+    _apply_packed_kernel(packed, int(skip[0]), int(skip[1]), nwk, nk)
+
+
+@njit(**JIT)
+def _apply_dense_kernel(nwk, nk, delta):
+    V, K = nwk.shape
+    for w in range(V):
+        for k in range(K):
+            v = delta[w, k]
+            if v != 0:
+                nwk[w, k] += v
+                nk[k] += v
+
+
+def apply_dense(nwk, nk, delta):
+    """``nwk += delta`` and the topic totals with it, in place."""
+    if delta.shape != nwk.shape:
+        raise ValueError("delta shape must match nwk")
+    _apply_dense_kernel(nwk, nk, delta)
+
+
+@njit(**JIT)
+def _heldout_kernel(doc_ptr, words, ndk, alpha, alpha_sum, nwk, nk, beta, vbeta):
+    K = nk.shape[0]
+    inv = np.empty(K)
+    for k in range(K):
+        inv[k] = 1.0 / (nk[k] + vbeta)
+    total = 0.0
+    for d in range(doc_ptr.shape[0] - 1):
+        n_obs = 0
+        for k in range(K):
+            n_obs += ndk[d, k]
+        norm = 1.0 / (n_obs + alpha_sum)
+        for i in range(doc_ptr[d], doc_ptr[d + 1]):
+            w = words[i]
+            p = 0.0
+            for k in range(K):
+                p += (ndk[d, k] + alpha[k]) * (nwk[w, k] + beta) * inv[k]
+            total += math.log(p * norm)
+    return total
+
+
+def heldout_log_likelihood(doc_ptr, words, ndk, alpha, nwk, nk, beta):
+    """Sum of log p(w | theta_d, phi) over held-out tokens (document completion).
+
+    ``ndk`` are the fold-in counts of each document's observed half; theta and
+    phi are the posterior means given the counts.
+    """
+    if ndk.shape != (doc_ptr.shape[0] - 1, nk.shape[0]):
+        raise ValueError("ndk must be (documents, K)")
+    return float(_heldout_kernel(doc_ptr, words, ndk, alpha, float(alpha.sum()), nwk, nk,
+                                 float(beta), float(beta) * nwk.shape[0]))
+
+
+@njit(**JIT)
+def _digamma(x):
+    r = 0.0
+    while x < 6.0:
+        r -= 1.0 / x
+        x += 1.0
+    f = 1.0 / (x * x)
+    return r + math.log(x) - 0.5 / x - f * (1.0 / 12 - f * (1.0 / 120 - f * (
+        1.0 / 252 - f * (1.0 / 240 - f / 132))))
+
+
+@njit(**JIT)
+def _alpha_stats_kernel(doc_ptr, z, alpha, ndk, num):
+    alpha_sum = 0.0
+    for k in range(alpha.shape[0]):
+        alpha_sum += alpha[k]
+    den = 0.0
+    for d in range(doc_ptr.shape[0] - 1):
+        t0 = doc_ptr[d]
+        t1 = doc_ptr[d + 1]
+        if t1 == t0:
+            continue
+        for i in range(t0, t1):
+            ndk[z[i]] += 1
+        for i in range(t0, t1):
+            k = z[i]
+            if ndk[k] > 0:
+                num[k] += _digamma(ndk[k] + alpha[k]) - _digamma(alpha[k])
+                ndk[k] = 0
+        den += _digamma(t1 - t0 + alpha_sum) - _digamma(alpha_sum)
+    return den
+
+
+def alpha_statistics(doc_ptr, z, alpha):
+    """Minka's fixed-point sums for alpha over local documents.
+
+    Returns ``(num, den)`` with ``num[k] = sum_d psi(n_dk+a_k) - psi(a_k)`` and
+    ``den = sum_d psi(n_d+sum a) - psi(sum a)``; the update is
+    ``a_k <- a_k * num_k / den`` once both are summed over ranks.
+    """
+    num = np.zeros(alpha.shape[0])
+    den = _alpha_stats_kernel(doc_ptr, z, alpha, np.zeros(alpha.shape[0], np.int64), num)
+    return num, float(den)
+
+
+@njit(**JIT)
+def _beta_stats_kernel(nwk_rows, beta):
+    num = 0.0
+    db = _digamma(beta)
+    for w in range(nwk_rows.shape[0]):
+        for k in range(nwk_rows.shape[1]):
+            c = nwk_rows[w, k]
+            if c > 0:
+                num += _digamma(c + beta) - db
+    return num
+
+
+def beta_numerator(nwk_rows, beta):
+    """Sum over the given rows of psi(n_wk + beta) - psi(beta)."""
+    return float(_beta_stats_kernel(nwk_rows, float(beta)))
+
+
+def digamma(x):
+    """Digamma function (exposed for tests of the fixed-point updates)."""
+    return float(_digamma(float(x)))

@@ -1,0 +1,1 @@
+"""Topic models: distributed LDA by collapsed Gibbs sampling."""

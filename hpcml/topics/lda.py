@@ -1,0 +1,398 @@
+"""Data-parallel LDA by collapsed Gibbs sampling over document shards.
+
+Each rank holds a range of documents and a full copy ("view") of the
+word-topic counts.  A sweep over the local documents is cut into
+``round(1/sync_every)`` segments; after each segment the ranks exchange the
+count *changes* of that segment (AD-LDA, Newman et al. 2009):
+
+* sparse: every rank packs its changed cells into 64-bit words and the
+  packed lists are all-gathered; chosen when the gathered bytes are smaller
+  than one dense V x K int32 array;
+* dense: one allreduce of the V x K int32 delta;
+* with ``staleness = S > 0`` the dense exchange is non-blocking and up to S
+  segments' exchanges stay in flight while sampling continues (bounded
+  staleness, SSP-style); all are drained at the end of a sweep, so the
+  log-likelihood, hyperparameter updates and checkpoints see exact counts.
+
+Own changes enter the local view immediately, other ranks' changes when
+their exchange completes, so every count in the view stays non-negative.
+
+What the rank count changes: each rank draws from its own random stream and
+samples only its documents against counts that lag the other ranks' changes
+by up to one segment (plus S with staleness), so runs with different rank
+counts follow different (equally valid) sampling paths and do not produce
+bit-identical topics; the same seed and rank count give identical results.
+"""
+
+import math
+import time
+from collections import deque
+
+import numpy as np
+
+from hpcml.errors import InputError
+from hpcml.kernels import lda as kern
+from hpcml.partition import block_range
+
+SAMPLERS = ("mh", "dense")
+EXCHANGES = ("auto", "sparse", "dense")
+
+
+def count_dtype(max_count):
+    """Smallest unsigned count type that holds ``max_count`` (uint16 or int32)."""
+    return np.uint16 if max_count < 2**16 else np.int32
+
+
+def topic_dtype(n_topics):
+    return np.uint16 if n_topics <= 2**16 else np.int32
+
+
+def completion_split(doc_ptr, words):
+    """Split each document's tokens for document completion.
+
+    Alternate tokens (in the stored order, which groups equal words) go to the
+    observed and the held part, so each half sees about half of every word.
+    Returns ``(obs_ptr, obs_words, held_ptr, held_words)``.
+    """
+    n_docs = doc_ptr.shape[0] - 1
+    pos = np.arange(words.shape[0]) - np.repeat(doc_ptr[:-1], np.diff(doc_ptr))
+    held = (pos % 2) == 1
+    doc_of = np.repeat(np.arange(n_docs), np.diff(doc_ptr))
+
+    def ptr(mask):
+        out = np.zeros(n_docs + 1, np.int64)
+        np.cumsum(np.bincount(doc_of[mask], minlength=n_docs), out=out[1:])
+        return out
+    return ptr(~held), words[~held], ptr(held), words[held]
+
+
+def heldout_mask(doc_ids, fraction):
+    """Documents held out for perplexity: a hash of the global document id,
+    so the split does not depend on the rank count."""
+    if fraction <= 0:
+        return np.zeros(doc_ids.shape[0], bool)
+    h = (doc_ids.astype(np.uint64) * np.uint64(2654435761)) % np.uint64(1 << 32)
+    return h < np.uint64(int(fraction * (1 << 32)))
+
+
+class LDA:
+    """Latent Dirichlet allocation trained by distributed collapsed Gibbs sampling.
+
+    Parameters
+    ----------
+    n_topics : int
+        K >= 2.
+    alpha : float or array of shape (K,)
+        Document-topic prior; an array gives an asymmetric prior.
+    beta : float
+        Symmetric topic-word prior.
+    sampler : {"mh", "dense"}
+        Metropolis-Hastings with O(1) proposals per token, or the exact O(K)
+        sampler (reference).
+    mh_steps : int
+        Proposal pairs (document, word) per token for ``"mh"``.
+    sync_every : float in (0, 1]
+        Fraction of a sweep between count exchanges.
+    staleness : int
+        Exchanges that may remain in flight (non-blocking dense allreduce).
+    exchange : {"auto", "sparse", "dense"}
+        How deltas travel; "auto" picks the smaller per exchange.
+    optimize_every : int
+        Every this many iterations update alpha (asymmetric) and beta by
+        Minka's fixed point; 0 keeps them fixed.
+    seed : int
+        Seed; rank r uses stream r.
+    """
+
+    def __init__(self, n_topics, *, alpha=0.1, beta=0.01, sampler="mh", mh_steps=2,
+                 sync_every=1.0, staleness=0, exchange="auto", optimize_every=0, seed=0):
+        if int(n_topics) < 2:
+            raise InputError(f"number of topics must be >= 2, got {n_topics}")
+        if sampler not in SAMPLERS:
+            raise InputError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+        if exchange not in EXCHANGES:
+            raise InputError(f"exchange must be one of {EXCHANGES}, got {exchange!r}")
+        if not 0.0 < float(sync_every) <= 1.0:
+            raise InputError(f"sync-every must be in (0, 1], got {sync_every}")
+        if int(staleness) < 0 or int(mh_steps) < 1:
+            raise InputError("staleness must be >= 0 and mh-steps >= 1")
+        a = np.broadcast_to(np.asarray(alpha, np.float64), (int(n_topics),)).copy()
+        if np.any(a <= 0) or not float(beta) > 0:
+            raise InputError("alpha and beta must be positive")
+        self.n_topics = int(n_topics)
+        self.alpha = a
+        self.beta = float(beta)
+        self.sampler = sampler
+        self.mh_steps = int(mh_steps)
+        self.sync_every = float(sync_every)
+        self.staleness = int(staleness)
+        self.exchange = exchange
+        self.optimize_every = int(optimize_every)
+        self.seed = int(seed)
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, corpus, comm, z=None, rng_state=None):
+        """Load this rank's documents and build the counts (collective).
+
+        ``z`` and ``rng_state`` restore a checkpointed state; otherwise
+        topics start uniformly at random from the rank's stream.
+        """
+        self.comm = comm
+        K, V = self.n_topics, corpus.n_words
+        self.n_words = V
+        self.doc_offset = corpus.doc_offset
+        self.doc_ptr, self.words = corpus.tokens()
+        n_local = self.words.shape[0]
+        freq = np.bincount(self.words, minlength=V).astype(np.int64)
+        local_max = int(freq.max()) if V else 0
+        comm.allreduce(freq)
+        self.n_tokens = int(freq.sum())
+        cdt = count_dtype(int(freq.max()) if V else 0)
+        zdt = topic_dtype(K)
+        if z is None:
+            z = np.random.default_rng([self.seed, comm.rank]).integers(0, K, n_local)
+        ok = z.shape == (n_local,) and (n_local == 0 or int(z.max()) < K)
+        comm.agree(ok, "checkpointed topics do not match the corpus or K")
+        self.z = z.astype(zdt)
+        self.state = kern.seed_state(self.seed, comm.rank) if rng_state is None \
+            else np.asarray(rng_state, np.uint64).reshape(1).copy()
+        # One rank: the view is the local count.  Several: the view starts as
+        # the allreduced local counts and the local counts stay separate for
+        # the word proposal.
+        local = np.zeros((V, K), count_dtype(local_max) if comm.size > 1 else cdt)
+        self.nk = np.zeros(K, np.int64)
+        kern.count_topics(self.doc_ptr, self.words, self.z, local, self.nk)
+        if comm.size > 1:
+            self.nloc = local
+            view = local.astype(np.int32)
+            comm.allreduce(view)
+            self.nwk = view.astype(cdt)
+            self.nk = self.nwk.sum(0, dtype=np.int64)
+            self.delta = np.zeros((V, K), np.int32)
+        else:
+            self.nloc, self.nwk, self.delta = None, local, None
+        self.wptr, self.tpos = kern.word_index(self.words, V)
+        self.zw = kern.word_order(self.z, self.tpos)
+        self.scratch = np.zeros(K, np.int32)
+        # Segments: equal token ranges of the local documents; every rank
+        # has the same number, so the exchanges line up.
+        n_seg = max(1, int(round(1.0 / self.sync_every)))
+        cuts = np.searchsorted(self.doc_ptr, np.linspace(0, n_local, n_seg + 1), side="left")
+        cuts[0], cuts[-1] = 0, self.doc_ptr.shape[0] - 1
+        self.segments = np.maximum.accumulate(cuts)
+        longest = int(np.max(np.diff(self.doc_ptr[self.segments]), initial=0))
+        self.zsnap = np.empty(longest, zdt) if comm.size > 1 else None
+        self.touched = np.empty(2 * longest, np.int64) if comm.size > 1 else None
+        self.pending = deque()
+        self.spare = []
+        self.iteration = 0
+        self.history = []
+        self._compile()
+        return self
+
+    def _compile(self):
+        """Compile (or load from Numba's cache) the sweep kernels on empty
+        ranges, so that the first iteration's time and throughput are not
+        inflated by compilation."""
+        self._sample(0, 0)
+        if self.comm.size > 1:
+            empty = np.zeros(0, np.int64)
+            m = kern.segment_delta(self.words, self.z, self.zsnap[:0], 0, self.delta,
+                                   self.touched)
+            kern.pack_delta(self.delta, self.touched, m)
+            kern.apply_packed(empty, (0, 0), self.nwk, self.nk)
+            kern.unpack_delta(empty, self.delta)
+            kern.subtract_packed(empty, self.delta)
+
+    def memory_bytes(self):
+        """Bytes held by this rank's sampler state, by kind."""
+        per_token = (self.words.itemsize + 2 * self.z.itemsize + self.tpos.itemsize
+                     + (self.zsnap.itemsize + 16 if self.zsnap is not None else 0))
+        per_cell = self.nwk.itemsize + (self.nloc.itemsize + 4 if self.nloc is not None else 0)
+        total = (self.words.nbytes + self.z.nbytes + self.zw.nbytes + self.tpos.nbytes
+                 + self.nwk.nbytes + self.doc_ptr.nbytes + self.wptr.nbytes)
+        for extra in (self.nloc, self.delta, self.zsnap, self.touched):
+            total += 0 if extra is None else extra.nbytes
+        total += sum(b.nbytes for b in self.spare) + sum(p[1].nbytes for p in self.pending)
+        return {"bytes_per_token": per_token, "bytes_per_cell": per_cell, "total": int(total)}
+
+    # --------------------------------------------------------------- sampling
+    def _sample(self, d0, d1):
+        if self.sampler == "mh":
+            kern.mh_sweep(self.doc_ptr, self.words, self.z, self.nwk, self.nk, self.alpha,
+                          self.beta, self.state, wptr=self.wptr, tpos=self.tpos, zw=self.zw,
+                          nloc=self.nloc, mh_steps=self.mh_steps, d0=d0, d1=d1,
+                          scratch=self.scratch)
+        else:
+            kern.dense_sweep(self.doc_ptr, self.words, self.z, self.nwk, self.nk, self.alpha,
+                             self.beta, self.state, nloc=self.nloc, d0=d0, d1=d1,
+                             scratch=self.scratch)
+
+    def _exchange(self, t0, t1):
+        """Combine the count changes of tokens t0:t1 with the other ranks."""
+        comm = self.comm
+        m = kern.segment_delta(self.words, self.z, self.zsnap[:t1 - t0], t0, self.delta,
+                               self.touched)
+        packed, overflow = kern.pack_delta(self.delta, self.touched, m)
+        info = comm.allgatherv(np.array([[packed.size, int(overflow)]], np.int64))
+        total = int(info[:, 0].sum())
+        dense_bytes = self.delta.nbytes
+        mode = self.exchange
+        if mode == "auto":
+            mode = "sparse" if total * 8 < dense_bytes else "dense"
+        if info[:, 1].any() or self.staleness > 0:
+            mode = "dense"
+        if mode == "sparse":
+            gathered = comm.allgatherv(packed)
+            lo = int(info[:comm.rank, 0].sum())
+            kern.apply_packed(gathered, (lo, lo + packed.size), self.nwk, self.nk)
+            return mode
+        buf = self.spare.pop() if self.spare else np.zeros_like(self.delta)
+        kern.unpack_delta(packed, buf)
+        self.pending.append((comm.iallreduce(buf), buf, packed))
+        while len(self.pending) > self.staleness:
+            self._complete_oldest()
+        return mode
+
+    def _complete_oldest(self):
+        req, buf, packed = self.pending.popleft()
+        req.wait()
+        kern.subtract_packed(packed, buf)
+        kern.apply_dense(self.nwk, self.nk, buf)
+        buf[...] = 0
+        self.spare.append(buf)
+
+    def sweep(self):
+        """One pass over the local documents with its exchanges (collective).
+
+        Returns a dict with this rank's compute and communication seconds,
+        bytes sent/received and the exchange modes used.
+        """
+        comm = self.comm
+        before = comm.timings()
+        compute = 0.0
+        modes = []
+        for j in range(len(self.segments) - 1):
+            d0, d1 = int(self.segments[j]), int(self.segments[j + 1])
+            t0, t1 = int(self.doc_ptr[d0]), int(self.doc_ptr[d1])
+            tic = time.perf_counter()
+            if comm.size > 1:
+                self.zsnap[:t1 - t0] = self.z[t0:t1]
+            self._sample(d0, d1)
+            compute += time.perf_counter() - tic
+            if comm.size > 1:
+                modes.append(self._exchange(t0, t1))
+        while self.pending:
+            self._complete_oldest()
+        after = comm.timings()
+        self.iteration += 1
+        return {"compute_s": compute, "comm_s": after["comm_s"] - before["comm_s"],
+                "bytes": after["bytes"] - before["bytes"], "modes": modes}
+
+    def fit(self, iterations, *, heldout=None, eval_every=0, heldout_sweeps=20, ll_every=1,
+            log=None, checkpoint=None):
+        """Run sweeps up to ``iterations`` in total (collective).
+
+        Parameters
+        ----------
+        iterations : int
+            Total sweeps (a resumed model continues from ``self.iteration``).
+        heldout : Corpus, optional
+            This rank's held-out documents; perplexity every ``eval_every``.
+        ll_every : int
+            Joint log-likelihood every this many iterations (0: never).
+        log : callable, optional
+            Called with each iteration's record (a dict).
+        checkpoint : callable, optional
+            Called after each iteration with the model; returns True to stop
+            early (a checkpoint was requested by a signal).
+        """
+        while self.iteration < iterations:
+            tic = time.perf_counter()
+            rec = self.sweep()
+            rec["iteration"] = self.iteration
+            rec["sweep_s"] = time.perf_counter() - tic
+            rec["tokens_per_s"] = self.n_tokens / rec["sweep_s"] if rec["sweep_s"] > 0 else 0.0
+            if self.optimize_every and self.iteration % self.optimize_every == 0:
+                self.optimize_hyperparameters()
+            if ll_every and (self.iteration % ll_every == 0 or self.iteration == iterations):
+                rec["log_likelihood"] = self.log_likelihood()
+                rec["ll_per_token"] = rec["log_likelihood"] / max(self.n_tokens, 1)
+            if heldout is not None and eval_every and (
+                    self.iteration % eval_every == 0 or self.iteration == iterations):
+                rec["perplexity"] = self.perplexity(heldout, heldout_sweeps)
+            self.history.append(rec)
+            if log is not None:
+                log(rec)
+            if checkpoint is not None and checkpoint(self):
+                break
+        return self
+
+    # ------------------------------------------------------------- evaluation
+    def log_likelihood(self):
+        """Joint log p(w, z) of the whole corpus (collective)."""
+        w0, w1 = block_range(self.n_words, self.comm.size, self.comm.rank)
+        part = np.array([kern.doc_log_likelihood(self.doc_ptr, self.z, self.alpha),
+                         kern.word_log_likelihood(self.nwk[w0:w1], self.beta)])
+        self.comm.allreduce(part)
+        return float(part.sum() + kern.topic_log_normaliser(self.nk, self.beta, self.n_words))
+
+    def optimize_hyperparameters(self, rounds=5):
+        """Minka's fixed-point updates of alpha (asymmetric) and beta (collective)."""
+        comm = self.comm
+        for _ in range(rounds):
+            num, den = kern.alpha_statistics(self.doc_ptr, self.z, self.alpha)
+            buf = np.append(num, den)
+            comm.allreduce(buf)
+            if buf[-1] > 0:
+                self.alpha = np.maximum(self.alpha * buf[:-1] / buf[-1], 1e-6)
+        w0, w1 = block_range(self.n_words, comm.size, comm.rank)
+        V = self.n_words
+        for _ in range(rounds):
+            num = np.array([kern.beta_numerator(self.nwk[w0:w1], self.beta)])
+            comm.allreduce(num)
+            vb = V * self.beta
+            den = V * sum(kern.digamma(float(n) + vb) - kern.digamma(vb) for n in self.nk)
+            if den > 0 and num[0] > 0:
+                self.beta = max(self.beta * float(num[0]) / den, 1e-6)
+
+    def perplexity(self, heldout, sweeps=20):
+        """Held-out perplexity by document completion (collective).
+
+        ``heldout`` is this rank's held-out corpus; each document's alternate
+        tokens are folded in with the counts fixed and the others scored.
+        """
+        doc_ptr, words = heldout.tokens()
+        obs_ptr, obs_w, held_ptr, held_w = completion_split(doc_ptr, words)
+        state = kern.seed_state(self.seed + 104729 * (self.iteration + 1), self.comm.rank)
+        ndk = kern.fold_in(obs_ptr, obs_w, self.nwk, self.nk, self.alpha, self.beta, state,
+                           sweeps=sweeps, mh_steps=self.mh_steps)
+        ll = kern.heldout_log_likelihood(held_ptr, held_w, ndk, self.alpha, self.nwk, self.nk,
+                                         self.beta)
+        buf = np.array([ll, float(held_w.shape[0])])
+        self.comm.allreduce(buf)
+        return math.exp(-buf[0] / buf[1]) if buf[1] > 0 else float("nan")
+
+    # ---------------------------------------------------------------- results
+    def doc_topics(self):
+        """Topic proportions of the local documents, float32 (D_local, K).
+
+        Empty documents get the prior mean alpha / sum(alpha).
+        """
+        n_docs = self.doc_ptr.shape[0] - 1
+        K = self.n_topics
+        doc_of = np.repeat(np.arange(n_docs), np.diff(self.doc_ptr))
+        ndk = np.bincount(doc_of * K + self.z, minlength=n_docs * K).reshape(n_docs, K)
+        theta = (ndk + self.alpha) / (np.diff(self.doc_ptr)[:, None] + self.alpha.sum())
+        return theta.astype(np.float32)
+
+    def topic_word(self):
+        """Posterior mean topic-word distributions phi, float64 (K, V)."""
+        return ((self.nwk.T + self.beta) / (self.nk[:, None] + self.beta * self.n_words))
+
+    def top_words(self, n=10, vocab=None):
+        """The ``n`` most probable words of every topic (ids, or words with ``vocab``)."""
+        order = np.argsort(-self.nwk.T.astype(np.int64), axis=1, kind="stable")[:, :n]
+        if vocab is None:
+            return order.tolist()
+        return [[vocab[i] for i in row] for row in order]

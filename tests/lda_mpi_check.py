@@ -1,0 +1,41 @@
+"""Run under mpiexec by test_lda_train.py: train on a synthetic corpus, print JSON."""
+
+import json
+import sys
+
+import numpy as np
+
+from hpcml.comm import Comm
+from hpcml.kernels import lda as kern
+from hpcml.partition import block_range
+from hpcml.topics.lda import LDA
+from hpcml.topics.synthetic import lda_corpus
+
+
+def main():
+    comm = Comm.world()
+    n_docs, iters, sync_every, staleness = (int(sys.argv[1]), int(sys.argv[2]),
+                                            float(sys.argv[3]), int(sys.argv[4]))
+    corpus, phi, _ = lda_corpus(n_docs, 120, 4, 60, alpha=0.2, beta=0.05, seed=2,
+                                length_spread=1.0)
+    start, stop = block_range(n_docs, comm.size, comm.rank)
+    model = LDA(4, alpha=0.2, beta=0.05, sync_every=sync_every, staleness=staleness,
+                seed=5).setup(corpus.slice(start, stop), comm)
+    model.fit(iters)
+    # The view every rank holds must equal the counts of all ranks' topics.
+    local = np.zeros(model.nwk.shape, np.int64)
+    nk = np.zeros(4, np.int64)
+    kern.count_topics(model.doc_ptr, model.words, model.z, local, nk)
+    comm.allreduce(local)
+    exact = bool(np.array_equal(local, model.nwk))
+    theta = comm.allgatherv(model.doc_topics())
+    if comm.rank == 0:
+        print(json.dumps({"ll_per_token": model.history[-1]["ll_per_token"],
+                          "exact_counts": exact, "nwk": model.nwk.tolist(),
+                          "theta_rows": int(theta.shape[0]),
+                          "modes": sorted({m for r in model.history for m in r["modes"]}),
+                          "bytes": model.history[-1]["bytes"]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Plain-Python references of the LDA kernels (same random stream, no Numba)."""
+
+import math
+
+import numpy as np
+
+MASK = (1 << 64) - 1
+
+
+class Stream:
+    """xorshift64* on Python integers, bit-identical to the kernels' generator."""
+
+    def __init__(self, state):
+        self.x = int(state[0])
+
+    def next(self):
+        x = self.x
+        x ^= x >> 12
+        x = (x ^ (x << 25)) & MASK
+        x ^= x >> 27
+        self.x = x
+        return (x * 0x2545F4914F6CDD1D) & MASK
+
+    def uniform(self):
+        return (self.next() >> 11) * (1.0 / 9007199254740992.0)
+
+
+def accept(rng, num, den):
+    return num >= den or rng.uniform() * den < num
+
+
+def alias_draw(v, prob, alias, K):
+    j = min(int(v), K - 1)
+    return j if v - j < prob[j] else int(alias[j])
+
+
+def mh_sweep(doc_ptr, words, z, nwk, nk, nloc, alpha, prob, alias, beta, steps,
+             wptr, tpos, zw, state):
+    rng = Stream(state)
+    K = len(nk)
+    V = nwk.shape[0]
+    asum = float(alpha.sum())
+    # Word-proposal uniforms are drawn AHEAD tokens early (the kernel uses
+    # them to prefetch); the stream order must be the same.
+    ahead = 4
+    pre = {}
+    T0, T1 = doc_ptr[0], doc_ptr[-1]
+    for j in range(T0, min(T0 + ahead, T1)):
+        pre[j] = [rng.uniform() for _ in range(steps)]
+    for d in range(len(doc_ptr) - 1):
+        t0, t1 = doc_ptr[d], doc_ptr[d + 1]
+        L = t1 - t0
+        ndk = np.bincount(z[t0:t1], minlength=K)
+        for i in range(t0, t1):
+            if i + ahead < T1:
+                pre[i + ahead] = [rng.uniform() for _ in range(steps)]
+            w, s0 = words[i], int(z[i])
+            ndk[s0] -= 1
+            nwk[w, s0] -= 1
+            nk[s0] -= 1
+            if nloc is not nwk:
+                nloc[w, s0] -= 1
+
+            def pi(k):
+                return (ndk[k] + alpha[k]) * (nwk[w, k] + beta) / (nk[k] + V * beta)
+            s, ps = s0, pi(s0)
+            nw = wptr[w + 1] - wptr[w]
+            for step in range(steps):
+                r = rng.uniform() * (L + asum)
+                t = int(z[t0 + int(r)]) if r < L else alias_draw((r - L) * (K / asum), prob, alias, K)
+                if t != s:
+                    pt = pi(t)
+                    if accept(rng, pt * (ndk[s] + alpha[s]), ps * (ndk[t] + alpha[t])):
+                        s, ps = t, pt
+                    z[i] = zw[tpos[i]] = s
+                r = pre[i][step] * (nw + K * beta)
+                t = int(zw[wptr[w] + int(r)]) if r < nw else min(int((r - nw) * (1.0 / beta)), K - 1)
+                if t != s:
+                    pt = pi(t)
+                    if accept(rng, pt * (nloc[w, s] + beta), ps * (nloc[w, t] + beta)):
+                        s, ps = t, pt
+                    z[i] = zw[tpos[i]] = s
+            z[i] = s
+            zw[tpos[i]] = s
+            ndk[s] += 1
+            nwk[w, s] += 1
+            nk[s] += 1
+            if nloc is not nwk:
+                nloc[w, s] += 1
+    state[0] = rng.x
+
+
+def dense_sweep(doc_ptr, words, z, nwk, nk, alpha, beta, state):
+    rng = Stream(state)
+    K, V = len(nk), nwk.shape[0]
+    for d in range(len(doc_ptr) - 1):
+        t0, t1 = doc_ptr[d], doc_ptr[d + 1]
+        ndk = np.bincount(z[t0:t1], minlength=K)
+        for i in range(t0, t1):
+            w, s = words[i], z[i]
+            ndk[s] -= 1
+            nwk[w, s] -= 1
+            nk[s] -= 1
+            p = [(ndk[k] + alpha[k]) * (nwk[w, k] + beta) / (nk[k] + V * beta) for k in range(K)]
+            cdf = np.cumsum(p)
+            u = rng.uniform() * cdf[-1]
+            t = 0
+            while t < K - 1 and cdf[t] <= u:
+                t += 1
+            z[i] = t
+            ndk[t] += 1
+            nwk[w, t] += 1
+            nk[t] += 1
+    state[0] = rng.x
+
+
+def joint_log_likelihood(doc_ptr, words, z, alpha, beta, V):
+    """log p(w, z | alpha, beta) straight from the Dirichlet-multinomial formula."""
+    K = len(alpha)
+    nwk = np.zeros((V, K))
+    np.add.at(nwk, (words, z), 1)
+    nk = nwk.sum(0)
+    ll = sum(math.lgamma(V * beta) - math.lgamma(nk[k] + V * beta)
+             + sum(math.lgamma(nwk[v, k] + beta) - math.lgamma(beta) for v in range(V))
+             for k in range(K))
+    for d in range(len(doc_ptr) - 1):
+        ndk = np.bincount(z[doc_ptr[d]:doc_ptr[d + 1]], minlength=K)
+        if ndk.sum() == 0:
+            continue
+        ll += math.lgamma(alpha.sum()) - math.lgamma(ndk.sum() + alpha.sum())
+        ll += sum(math.lgamma(ndk[k] + alpha[k]) - math.lgamma(alpha[k]) for k in range(K))
+    return ll

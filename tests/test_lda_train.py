@@ -1,0 +1,133 @@
+"""Training: recovery of a known model, sampler agreement, ranks, resume."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment
+
+from conftest import mpirun
+from hpcml.comm import Comm
+from hpcml.errors import InputError
+from hpcml.topics.lda import LDA, completion_split, heldout_mask
+from hpcml.topics.synthetic import lda_corpus
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def matched_cosine(phi_true, phi_est):
+    """Mean cosine similarity of true and estimated topics after Hungarian matching."""
+    a = phi_true / np.linalg.norm(phi_true, axis=1, keepdims=True)
+    b = phi_est / np.linalg.norm(phi_est, axis=1, keepdims=True)
+    cos = a @ b.T
+    rows, cols = linear_sum_assignment(-cos)
+    return float(cos[rows, cols].mean())
+
+
+@pytest.fixture(scope="module")
+def known():
+    corpus, phi, theta = lda_corpus(340, 200, 5, 100, alpha=0.1, beta=0.05, seed=11,
+                                    length_spread=1.0)
+    return corpus.slice(0, 300), phi, corpus.slice(300, 340)
+
+
+def _fit(corpus, sampler, iters, seed=3, **kw):
+    return LDA(5, alpha=0.1, beta=0.05, sampler=sampler, seed=seed, **kw).setup(
+        corpus, Comm.self_comm()).fit(iters)
+
+
+def test_topics_recovered_and_samplers_agree(known):
+    corpus, phi, _ = known
+    fast = _fit(corpus, "mh", 60)
+    dense = _fit(corpus, "dense", 60)
+    assert matched_cosine(phi, fast.topic_word()) >= 0.9
+    assert matched_cosine(phi, dense.topic_word()) >= 0.9
+    ll_fast, ll_dense = fast.history[-1]["log_likelihood"], dense.history[-1]["log_likelihood"]
+    assert abs(ll_fast - ll_dense) <= 0.01 * abs(ll_dense)
+    # Both improved on the random start by far more than the 1% tolerance.
+    assert fast.history[0]["log_likelihood"] < 1.05 * ll_fast
+
+
+def test_same_seed_same_result_and_resume_equals_uninterrupted(known):
+    corpus, _, _ = known
+    full = _fit(corpus, "mh", 8, optimize_every=4)
+    again = _fit(corpus, "mh", 8, optimize_every=4)
+    np.testing.assert_array_equal(full.z, again.z)
+    half = _fit(corpus, "mh", 4, optimize_every=4)
+    resumed = LDA(5, alpha=half.alpha, beta=half.beta, seed=3, optimize_every=4).setup(
+        corpus, Comm.self_comm(), z=half.z.copy(), rng_state=half.state.copy())
+    resumed.iteration = half.iteration
+    resumed.fit(8)
+    np.testing.assert_array_equal(resumed.z, full.z)
+    np.testing.assert_array_equal(resumed.nwk, full.nwk)
+    np.testing.assert_allclose(resumed.alpha, full.alpha, rtol=0, atol=0)
+    other = _fit(corpus, "mh", 8, seed=4)
+    assert not np.array_equal(other.z, full.z)
+
+
+def test_hyperparameter_optimisation_moves_towards_truth():
+    # Data drawn with alpha = 0.5 and beta = 0.05; start far away.
+    corpus, _, _ = lda_corpus(300, 150, 4, 80, alpha=0.5, beta=0.05, seed=4)
+    m = LDA(4, alpha=0.05, beta=0.5, seed=1, optimize_every=5).setup(corpus, Comm.self_comm())
+    m.fit(40)
+    assert 0.2 < m.alpha.mean() < 1.0
+    assert 0.02 < m.beta < 0.15
+
+
+def test_perplexity_beats_unigram(known):
+    corpus, phi, held = known
+    m = _fit(corpus, "mh", 30)
+    ppl = m.perplexity(held, sweeps=10)
+    unigram = corpus.dense().sum(0) + 0.5
+    unigram = unigram / unigram.sum()
+    doc_ptr, words = held.tokens()
+    _, _, _, held_w = completion_split(doc_ptr, words)
+    assert ppl < 0.7 * np.exp(-np.log(unigram[held_w]).mean())
+
+
+def test_split_helpers():
+    doc_ptr = np.array([0, 3, 3, 6], np.int64)
+    words = np.array([1, 1, 2, 0, 3, 3])
+    op, ow, hp, hw = completion_split(doc_ptr, words)
+    np.testing.assert_array_equal(op, [0, 2, 2, 4])
+    np.testing.assert_array_equal(ow, [1, 2, 0, 3])
+    np.testing.assert_array_equal(hw, [1, 3])
+    mask = heldout_mask(np.arange(10000), 0.1)
+    assert 800 < mask.sum() < 1200
+    assert not heldout_mask(np.arange(5), 0.0).any()
+
+
+def test_bad_parameters():
+    with pytest.raises(InputError, match=">= 2"):
+        LDA(1)
+    with pytest.raises(InputError, match="sync-every"):
+        LDA(3, sync_every=0)
+
+
+def _mpirun(n, *args):
+    out = mpirun(n, [sys.executable, os.path.join(HERE, "lda_mpi_check.py"), *map(str, args)],
+                 timeout=240, cwd=ROOT, env={"PYTHONPATH": ROOT})
+    assert out.returncode == 0, out
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.mpi
+def test_ranks_reach_the_same_quality():
+    # 3*50+1 documents: uneven shards.
+    results = {n: _mpirun(n, 151, 40, 0.5, 0) for n in (1, 2, 3)}
+    for n, r in results.items():
+        assert r["exact_counts"] and r["theta_rows"] == 151
+    ll1 = results[1]["ll_per_token"]
+    for n in (2, 3):
+        assert abs(results[n]["ll_per_token"] - ll1) <= 0.01 * abs(ll1)
+    assert results[2]["modes"] and results[1]["modes"] == []
+
+
+@pytest.mark.mpi
+def test_staleness_and_empty_shards():
+    # Two documents on three ranks: one shard is empty; dense non-blocking exchange.
+    r = _mpirun(3, 2, 3, 0.5, 1)
+    assert r["exact_counts"] and r["theta_rows"] == 2 and r["modes"] == ["dense"]
