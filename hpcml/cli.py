@@ -22,10 +22,11 @@ from hpcml.runtime import launcher_rank, limit_threads
 COMMAND_MODULES = (
     "hpcml.synthetic",
     "hpcml.stats",
+    "hpcml.linalg.cli",
+    "hpcml.optim.cli",
     "hpcml.topics.cli",
     "hpcml.vision.cli",
     "hpcml.slurm_cli",
-    "hpcml.linalg.cli",
 )
 
 log = logging.getLogger("hpcml")

@@ -1,0 +1,343 @@
+"""``hpcml lasso``, ``hpcml lp``, ``hpcml solve`` and the ``hpcml data lasso|lp`` generators."""
+
+import logging
+import os
+
+import h5py
+import numpy as np
+
+from hpcml.checkpoint import Checkpointer, add_arguments
+from hpcml.errors import InputError
+from hpcml.io import read_matrix
+from hpcml.io.hdf5 import parse_spec, read_replicated, read_rows, write_output
+from hpcml.optim import prox as P
+from hpcml.optim import problems
+from hpcml.optim.algorithms import METHODS, minimize
+from hpcml.optim.linop import MatrixOp
+from hpcml.optim.smooth import Huber, Logistic, Quadratic
+
+log = logging.getLogger("hpcml")
+
+SMOOTH = ("quadratic", "huber", "logistic")
+PROX = ("zero", "l1", "nonneg", "box", "l2_ball", "linf_ball")
+
+
+def _solver_options(parser, tol):
+    group = parser.add_argument_group("solver")
+    group.add_argument("--method", choices=METHODS, default="AT",
+                       help="first-order method (default AT, Auslender-Teboulle)")
+    group.add_argument("--tol", type=float, default=tol, help=f"relative tolerance (default {tol:g})")
+    group.add_argument("--max-iter", type=int, default=5000, help="iteration limit (default 5000)")
+
+
+def register(subparsers, common):
+    """Add ``lasso``, ``lp``, ``solve`` and ``data lasso``/``data lp``."""
+    from hpcml.cli import data_commands
+
+    lasso = subparsers.add_parser(
+        "lasso", parents=[common], help="LASSO: min ½‖Ax − b‖² + λ‖x‖₁ on a row-sharded A",
+        description="Solve a LASSO problem with an accelerated first-order method.")
+    lasso.add_argument("--input", required=True, help="A as FILE.h5:/DATASET (dense or CSR), .npy or .mtx")
+    lasso.add_argument("--rhs", required=True, help="b as FILE.h5:/DATASET")
+    weight = lasso.add_mutually_exclusive_group(required=True)
+    weight.add_argument("--lam", type=float, help="λ (> 0)")
+    weight.add_argument("--lam-ratio", type=float,
+                        help="λ as a fraction of λ_max = ‖Aᵀb‖∞ (the smallest λ with solution 0)")
+    lasso.add_argument("--mode", choices=["auto", "gram", "normal", "matvec"], default="auto",
+                       help="how ½‖Ax − b‖² is evaluated (default auto: Gram matrix when A is tall)")
+    _solver_options(lasso, 1e-10)
+    add_arguments(lasso)
+    lasso.set_defaults(handler=run_lasso)
+
+    lp = subparsers.add_parser(
+        "lp", parents=[common], help="linear programs from MPS or HDF5 (smoothed conic dual)",
+        description="Solve min cᵀx s.t. A_eq x = b_eq, A_ub x ≤ b_ub, lower ≤ x ≤ upper.")
+    lp.add_argument("--input", required=True,
+                    help="model.mps, or model.h5 holding c, lower, upper and A_eq/b_eq and/or A_ub/b_ub")
+    lp.add_argument("--mps-format", choices=["free", "fixed"], default="free")
+    lp.add_argument("--mu", type=float, default=0.03, help="smoothing weight μ (default 0.03)")
+    lp.add_argument("--method", choices=METHODS, default="AT")
+    lp.add_argument("--tol", type=float, default=1e-6,
+                    help="relative tolerance of infeasibility and duality gap (default 1e-6)")
+    lp.add_argument("--max-outer", type=int, default=500, help="continuation steps (default 500)")
+    lp.add_argument("--inner-max", type=int, default=2000, help="dual iterations per step (default 2000)")
+    lp.set_defaults(handler=run_lp)
+
+    solve = subparsers.add_parser(
+        "solve", parents=[common], help="min f(Ax + b) + h(x) from named pieces",
+        description="Compose a smooth loss, the matrix operator and a prox-capable term.")
+    solve.add_argument("--input", required=True, help="A as FILE.h5:/DATASET")
+    solve.add_argument("--rhs", default=None, help="b (targets or ±1 labels) as FILE.h5:/DATASET")
+    solve.add_argument("--smooth", choices=SMOOTH, default="quadratic",
+                       help="f: quadratic ½‖z − b‖², huber (threshold --tau) or logistic (labels b)")
+    solve.add_argument("--tau", type=float, default=1.0, help="Huber threshold (default 1)")
+    solve.add_argument("--prox", choices=PROX, default="zero", help="h (default zero)")
+    solve.add_argument("--weight", type=float, default=1.0,
+                       help="λ of l1; radius of the balls (default 1)")
+    solve.add_argument("--lower", type=float, default=-np.inf, help="box lower bound")
+    solve.add_argument("--upper", type=float, default=np.inf, help="box upper bound")
+    _solver_options(solve, 1e-8)
+    add_arguments(solve)
+    solve.set_defaults(handler=run_solve)
+
+    data = data_commands(subparsers)
+    gen = data.add_parser("lasso", parents=[common], help="a sparse regression problem",
+                          description="Write A, b and x_true to --output FILE.h5 (rank 0 writes).")
+    gen.add_argument("--rows", type=int, required=True)
+    gen.add_argument("--cols", type=int, required=True)
+    gen.add_argument("--nonzeros", type=int, default=10, help="support size of the truth")
+    gen.add_argument("--noise", type=float, default=0.1)
+    gen.set_defaults(handler=run_data_lasso)
+    gen = data.add_parser("lp", parents=[common], help="a random sparse LP with a known optimum",
+                          description="Write c, A_eq, b_eq, A_ub, b_ub, lower, x_star to --output FILE.h5 "
+                          "(and --mps FILE.mps).")
+    gen.add_argument("--rows", type=int, required=True, help="equality rows")
+    gen.add_argument("--cols", type=int, required=True)
+    gen.add_argument("--inequalities", type=int, default=0, help="≤ rows (default 0)")
+    gen.add_argument("--density", type=float, default=0.01)
+    gen.add_argument("--mps", default=None, help="also write the LP as a free MPS file")
+    gen.set_defaults(handler=run_data_lp)
+
+
+# -- helpers ----------------------------------------------------------------------
+
+
+def _check_positive(**values):
+    for name, value in values.items():
+        if value is not None and not value > 0:
+            raise InputError(f"--{name.replace('_', '-')} must be > 0, got {value}", collective=True)
+
+
+def _read_problem(args, comm):
+    A = read_matrix(args.input, comm, name="A")
+    if A.shape[0] == 0 or A.shape[1] == 0:
+        raise InputError(f"{args.input} is empty (shape {A.shape})", collective=True)
+    if args.rhs is None:
+        return A, None
+    b, length = read_rows(args.rhs, comm)
+    comm.agree(b.ndim == 1 and length == A.shape[0],
+               f"{args.rhs} must be a vector of length {A.shape[0]} (the rows of A), "
+               f"has shape {(length, *b.shape[1:])}")
+    return A, b
+
+
+def _checkpoint_callback(args, comm, check_every=20):
+    """Save ``x`` every ``--checkpoint-every`` iterations and stop on SIGTERM/SIGUSR1."""
+    checkpointer = Checkpointer.from_args(args, comm)
+    saved = checkpointer.latest() if checkpointer.resume else None
+    x0 = None
+    if saved is not None:
+        x0 = saved.replicated["x"]
+        log.info("resuming from the checkpoint of iteration %d (momentum restarts)", saved.iteration)
+
+    def callback(k, x, _objective, _Lx):
+        state = {"replicated": {"x": x}}
+        if checkpointer.due(k):
+            checkpointer.save(k, **state)
+        if k % check_every == 0 and checkpointer.stop_requested():
+            checkpointer.stop(k, **state)
+        return False
+    return x0, callback
+
+
+def _report(name, result, comm):
+    log.info("%s: %s after %d iterations, objective %.12g, primal residual %.2e, dual residual %.2e, %.3g s",
+             name, result["status"], result["iterations"], result["objective"],
+             result["primal_residual"], result["dual_residual"], result["seconds"])
+    if result["status"] != "converged":
+        log.warning("%s: not solved to tolerance (status %s); the point is reported as is",
+                    name, result["status"])
+    return {k: result[k] for k in ("status", "objective", "primal_residual", "dual_residual",
+                                   "iterations", "seconds") if k in result} | {"ranks": comm.size}
+
+
+def _write(args, comm, result, extra_small=None):
+    if not args.output:
+        return
+    history = result.get("history", {})
+    small = {"x": result["x"], **(extra_small or {})}
+    for key, values in history.items():
+        small[f"history/{key}"] = np.asarray(values, dtype=np.float64)
+    attrs = {k: result[k] for k in ("status", "objective", "primal_residual", "dual_residual",
+                                    "iterations", "seconds", "gap") if k in result}
+    write_output(args.output, comm, small=small, attrs=attrs, params=vars(args))
+
+
+# -- handlers ------------------------------------------------------------------------
+
+
+def run_lasso(args, comm):
+    """Read A and b, solve the LASSO, write x and the history."""
+    _check_positive(lam=args.lam, lam_ratio=args.lam_ratio, tol=args.tol)
+    A, b = _read_problem(args, comm)
+    lam = args.lam
+    if lam is None:
+        lam = args.lam_ratio * float(np.abs(A.rmatvec(np.ascontiguousarray(b, dtype=A.dtype))).max())
+    x0, callback = _checkpoint_callback(args, comm)
+    result = problems.lasso(A, b, lam, method=args.method, tol=args.tol, max_iter=args.max_iter,
+                            mode=args.mode, x0=x0, callback=callback)
+    summary = _report("lasso", result, comm)
+    summary.update(lam=lam, gap=result["gap"], nonzeros=int(np.count_nonzero(result["x"])),
+                   mode=result["mode"], method=args.method)
+    _write(args, comm, result)
+    if args.output:
+        summary["output"] = args.output
+    return summary
+
+
+def _read_lp(args, comm):
+    """``(c, A_eq, b_eq, A_ub, b_ub, bounds, sense, offset)`` from MPS (every rank parses) or HDF5."""
+    from hpcml.distmat import DistMatrix
+    from hpcml.io.mps import read_mps
+
+    path = args.input
+    if path.lower().endswith(".mps"):
+        model = None
+        with comm.guard(), comm.io():
+            model = read_mps(path, args.mps_format)
+        A_eq, b_eq, A_ub, b_ub = model.standard_rows()
+        pieces = []
+        for A, b in ((A_eq, b_eq), (A_ub, b_ub)):
+            if A.shape[0]:
+                D = DistMatrix.from_global(A, comm)
+                pieces += [D, b[D.row_offset:D.row_offset + D.local_rows]]
+            else:
+                pieces += [None, None]
+        return (model.c, *pieces, (model.lower, model.upper), model.sense, model.offset)
+    file, group = (path, "/") if ":" not in path else parse_spec(path)
+    base = group.rstrip("/")
+    present = None
+    with comm.guard():
+        if not os.path.exists(file):
+            raise InputError(f"{file}: no such file")
+        with h5py.File(file, "r") as handle:
+            present = {k for k in ("A_eq", "A_ub", "lower", "upper") if f"{base}/{k}" in handle}
+    c = read_replicated(f"{file}:{base}/c", comm)
+    pieces = []
+    for kind in ("eq", "ub"):
+        if f"A_{kind}" in present:
+            A = read_matrix(f"{file}:{base}/A_{kind}", comm, name=f"A_{kind}")
+            b, length = read_rows(f"{file}:{base}/b_{kind}", comm)
+            comm.agree(length == A.shape[0], f"b_{kind} has {length} entries, A_{kind} {A.shape[0]} rows")
+            pieces += [A, b]
+        else:
+            pieces += [None, None]
+    n = c.shape[0]
+    lower = read_replicated(f"{file}:{base}/lower", comm) if "lower" in present else np.zeros(n)
+    upper = read_replicated(f"{file}:{base}/upper", comm) if "upper" in present else np.full(n, np.inf)
+    return (c, *pieces, (lower, upper), 1.0, 0.0)
+
+
+def run_lp(args, comm):
+    """Read an LP, solve it through the smoothed conic dual, report an honest status."""
+    _check_positive(mu=args.mu, tol=args.tol, max_outer=args.max_outer, inner_max=args.inner_max)
+    c, A_eq, b_eq, A_ub, b_ub, bounds, sense, offset = _read_lp(args, comm)
+    result = problems.lp(c, A_eq, b_eq, A_ub, b_ub, bounds, mu=args.mu, method=args.method,
+                         tol=args.tol, max_outer=args.max_outer, inner_max=args.inner_max, comm=comm)
+    # Back to the model's own sense and constant term.
+    result["objective"] = sense * (result["objective"] + offset)
+    summary = _report("lp", result, comm)
+    summary.update(gap=result["gap"], outer=result["outer"], mu=args.mu, method=args.method)
+    _write(args, comm, result)
+    if args.output:
+        summary["output"] = args.output
+    return summary
+
+
+def _make_prox(args):
+    weight = args.weight
+    return {"zero": P.zero, "l1": lambda: P.l1(weight), "nonneg": P.nonneg,
+            "box": lambda: P.box(args.lower, args.upper), "l2_ball": lambda: P.l2_ball(weight),
+            "linf_ball": lambda: P.linf_ball(weight)}[args.prox]()
+
+
+def run_solve(args, comm):
+    """Compose f, the matrix operator and h from their names and minimise."""
+    _check_positive(tol=args.tol, tau=args.tau)
+    if args.smooth in ("quadratic", "logistic") or args.rhs is not None:
+        if args.rhs is None:
+            raise InputError(f"solve: --smooth {args.smooth} needs --rhs", collective=True)
+    A, b = _read_problem(args, comm)
+    h = _make_prox(args)
+    if args.smooth == "quadratic":
+        f, offset = Quadratic(), -b
+    elif args.smooth == "huber":
+        f, offset = Huber(args.tau), (None if b is None else -b)
+    else:
+        comm.agree(bool(np.all(np.abs(b) == 1)), f"{args.rhs}: logistic labels must be -1 or +1")
+        f, offset = Logistic(b), None
+    x0, callback = _checkpoint_callback(args, comm)
+    op = MatrixOp(A)
+    result = minimize(f, op, h, x0=x0, offset=offset, method=args.method, tol=args.tol,
+                      max_iter=args.max_iter, callback=callback)
+    # Optimality as the gradient-mapping step at the final Lipschitz estimate:
+    # zero exactly at a minimiser, relative to the size of x.
+    grad = op.adjoint(f.local(result.Lx)[1])
+    moved = result.x - h.prox(result.x - grad / result.L, 1.0 / result.L)[0]
+    dual = float(np.abs(moved).max()) / max(1.0, float(np.abs(result.x).max()))
+    out = {"x": result.x, "objective": result.objective, "primal_residual": 0.0,
+           "dual_residual": dual, "iterations": result.iterations,
+           "status": result.status, "seconds": result.seconds, "history": result.history}
+    summary = _report("solve", out, comm)
+    summary.update(smooth=args.smooth, prox=args.prox, method=args.method)
+    _write(args, comm, out)
+    if args.output:
+        summary["output"] = args.output
+    return summary
+
+
+def _generate(args, comm, make):
+    from hpcml.io.hdf5 import atomic_file
+
+    if not args.output:
+        raise InputError("--output FILE.h5 is required", collective=True)
+    if args.rows < 1 or args.cols < 1:
+        raise InputError(f"--rows and --cols must be >= 1, got {args.rows}x{args.cols}", collective=True)
+    summary = None
+    with comm.guard():
+        if comm.rank == 0:
+            with comm.io(), atomic_file(args.output) as tmp:
+                summary = make(tmp, np.random.default_rng(args.seed))
+    return comm.bcast_obj(summary)
+
+
+def run_data_lasso(args, comm):
+    """Write ``/A``, ``/b`` and ``/x_true`` of a synthetic sparse regression."""
+    from hpcml.optim.synthetic import lasso_problem
+
+    def make(tmp, rng):
+        A, b, x = lasso_problem(args.rows, args.cols, args.nonzeros, args.noise, rng)
+        with h5py.File(tmp, "w") as handle:
+            handle["A"], handle["b"], handle["x_true"] = A, b, x
+        return {"output": args.output, "shape": [args.rows, args.cols], "nonzeros": args.nonzeros}
+    return _generate(args, comm, make)
+
+
+def run_data_lp(args, comm):
+    """Write a random LP with a known optimum (``x_star``, ``objective`` attribute)."""
+    from hpcml.io.hdf5 import write_matrix
+    from hpcml.io.mps import write_mps
+    from hpcml.optim.synthetic import random_lp
+
+    if not 0 < args.density <= 1:
+        raise InputError(f"--density must be in (0, 1], got {args.density}", collective=True)
+
+    def make(tmp, rng):
+        lp = random_lp(args.rows, args.cols, args.density, rng, args.inequalities)
+        with h5py.File(tmp, "w") as handle:
+            handle["c"], handle["b_eq"], handle["x_star"] = lp["c"], lp["b_eq"], lp["x_star"]
+            handle.attrs["objective"] = lp["objective"]
+            if lp["A_ub"] is not None:
+                handle["b_ub"] = lp["b_ub"]
+        write_matrix(f"{tmp}:/A_eq", lp["A_eq"])
+        if lp["A_ub"] is not None:
+            write_matrix(f"{tmp}:/A_ub", lp["A_ub"])
+        if args.mps:
+            import scipy.sparse as sp
+            rows = [lp["A_eq"]] + ([lp["A_ub"]] if lp["A_ub"] is not None else [])
+            lo = [lp["b_eq"]] + ([np.full(args.inequalities, -np.inf)] if args.inequalities else [])
+            hi = [lp["b_eq"]] + ([lp["b_ub"]] if args.inequalities else [])
+            write_mps(args.mps, lp["c"], sp.vstack(rows), np.concatenate(lo), np.concatenate(hi))
+        return {"output": args.output, "shape": [args.rows + args.inequalities, args.cols],
+                "objective": lp["objective"], "mps": args.mps}
+    return _generate(args, comm, make)

@@ -1,0 +1,88 @@
+"""The conic solver on uneven and empty shards: adjoints, sharded proxes, and results equal to one rank's."""
+
+import sys
+
+import numpy as np
+import scipy.sparse as sp
+
+from hpcml.comm import Comm
+from hpcml.distmat import DistMatrix
+from hpcml.optim import linop as L
+from hpcml.optim import problems
+from hpcml.optim import prox as P
+from hpcml.optim import smooth as S
+from hpcml.optim.space import Space
+from hpcml.optim.synthetic import lasso_problem, random_lp
+
+comm = Comm.world()
+solo = Comm.self_comm()
+p = comm.size
+rng = np.random.default_rng(0)
+
+
+def split(A):
+    return DistMatrix.from_global(A, comm)
+
+
+def block(v, D):
+    return v[D.row_offset:D.row_offset + D.local_rows]
+
+
+# Operators, with uneven shards and (for 3 ranks) a rank with no rows.
+for m in (p * 7 + 1, 2):
+    dense = rng.standard_normal((m, 6))
+    csr = sp.random(m + 3, 6, density=0.4, format="csr", rng=rng)
+    Dd, Ds = split(dense), split(csr)
+    ops = [L.MatrixOp(Dd), L.MatrixOp(Ds), L.MatrixOp(Ds).T, L.Stacked([L.MatrixOp(Dd), L.MatrixOp(Ds)]),
+           L.Scaled(L.Stacked([L.MatrixOp(Dd), L.MatrixOp(Ds)]).T, -1.0), L.NormalOp(Dd)]
+    for op in ops:
+        assert L.adjoint_test(op) <= 1e-14, (m, op)
+    # Sharded proxes: the ℓ2 ones reduce their norm over the ranks.
+    sharded = Space(comm, sharded=True)
+    v = block(rng.standard_normal(m), Dd)
+    shift = block(rng.standard_normal(m), Dd)
+    # A smooth function's value on a sharded vector is summed over the ranks.
+    full_z, full_b = rng.standard_normal(m), rng.standard_normal(m)
+    value, grad = S.Quadratic(block(full_b, Dd)).value_grad(block(full_z, Dd), sharded)
+    assert abs(value - 0.5 * np.sum((full_z - full_b) ** 2)) <= 1e-12 * max(1.0, value)
+    assert np.array_equal(grad, block(full_z - full_b, Dd))
+    for h in (P.L2Ball(0.8, comm), P.L2Norm(0.6, comm), P.shifted_nonneg(shift), P.Tilted(P.L2Norm(0.3, comm), shift)):
+        check = P.prox_pair_test(h, v, 0.7, space=sharded)
+        assert check["ok"], (type(h).__name__, check)
+
+
+def same(distributed, serial, what, tol=1e-10):
+    scale = max(1.0, np.abs(serial).max())
+    err = np.abs(np.asarray(distributed) - np.asarray(serial)).max() / scale
+    assert err <= tol, (what, err)
+
+
+# LASSO, NNLS and l1-logistic regression: the distributed solution equals one rank's.
+A, b, _ = lasso_problem(p * 40 + 1, 12, 4, 0.1, np.random.default_rng(1))
+D, Dsolo = split(A), DistMatrix(A, solo)
+lam = 0.1 * np.abs(A.T @ b).max()
+for mode, method in (("gram", "AT"), ("matvec", "AT"), ("matvec", "N83"), ("normal", "AT")):
+    mine = problems.lasso(D, block(b, D), lam, method=method, mode=mode, tol=1e-13)
+    ref = problems.lasso(Dsolo, b, lam, method=method, mode=mode, tol=1e-13)
+    assert mine["status"] == ref["status"] == "converged", (mine["status"], ref["status"])
+    same(mine["x"], ref["x"], f"lasso {mode} {method}")
+    same(mine["objective"], ref["objective"], "lasso objective")
+Dcsr = split(sp.csr_matrix(A))
+same(problems.lasso(Dcsr, block(b, Dcsr), lam, mode="matvec", tol=1e-13)["x"],
+     problems.lasso(Dsolo, b, lam, mode="matvec", tol=1e-13)["x"], "lasso csr")
+same(problems.nonneg_least_squares(D, block(b, D), tol=1e-13)["x"],
+     problems.nonneg_least_squares(Dsolo, b, tol=1e-13)["x"], "nnls")
+labels = np.sign(b)
+same(problems.l1_logistic_regression(D, block(labels, D), 2.0, tol=1e-13)["x"],
+     problems.l1_logistic_regression(Dsolo, labels, 2.0, tol=1e-13)["x"], "l1 logistic")
+
+# An LP (rows sharded, the dual vector sharded with them): same status and, to the
+# solver's tolerance, the same solution.
+lp = random_lp(p * 4 + 1, 15, 0.4, np.random.default_rng(18), inequalities=p + 1)
+Ae, Au = split(lp["A_eq"]), split(lp["A_ub"])
+mine = problems.lp(lp["c"], Ae, block(lp["b_eq"], Ae), Au, block(lp["b_ub"], Au))
+ref = problems.lp(lp["c"], DistMatrix(lp["A_eq"], solo), lp["b_eq"], DistMatrix(lp["A_ub"], solo), lp["b_ub"])
+assert mine["status"] == ref["status"] == "converged", (mine["status"], ref["status"])
+assert abs(mine["objective"] - lp["objective"]) <= 1e-5 * abs(lp["objective"]), (mine["objective"], lp["objective"])
+same(mine["x"], ref["x"], "lp x", tol=1e-4)
+print("ok", file=sys.stderr)

@@ -1,0 +1,113 @@
+"""``hpcml lasso``, ``hpcml lp``, ``hpcml solve`` and the generators under real mpiexec."""
+
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import hpcml, mpi_script
+from hpcml.comm import Comm
+from hpcml.optim import linop, prox, smooth
+from hpcml.optim.algorithms import minimize
+from lp_models import CLASSIC, INFEASIBLE
+
+pytestmark = pytest.mark.mpi
+
+
+def summary(result):
+    assert result.returncode == 0, result
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 3])
+def test_solver_on_shards_equals_one_rank(ranks):
+    mpi_script(ranks, "check_optim.py", timeout=180)
+
+
+def test_lasso_command_matches_scikit_learn(tmp_path):
+    from sklearn.linear_model import Lasso
+
+    data = tmp_path / "d.h5"
+    summary(hpcml(1, "data", "lasso", "--rows", 3 * 100 + 1, "--cols", 30, "--nonzeros", 5,
+                  "--output", data, "--json"))
+    with h5py.File(data, "r") as handle:
+        A, b = handle["A"][()], handle["b"][()]
+    lam = 0.05 * np.abs(A.T @ b).max()
+    out = tmp_path / "x.h5"
+    got = summary(hpcml(3, "lasso", "--input", f"{data}:/A", "--rhs", f"{data}:/b", "--lam", lam,
+                        "--mode", "matvec", "--output", out, "--json"))
+    w = Lasso(alpha=lam / A.shape[0], fit_intercept=False, tol=1e-14, max_iter=100000).fit(A, b).coef_
+    ref = 0.5 * np.sum((A @ w - b) ** 2) + lam * np.abs(w).sum()
+    assert got["status"] == "converged" and got["ranks"] == 3
+    assert abs(got["objective"] - ref) <= 1e-8 * ref
+    with h5py.File(out, "r") as handle:
+        x = handle["x"][()]
+        assert handle.attrs["status"] == "converged"
+        assert len(handle["history/objective"]) == got["iterations"]
+    assert np.array_equal(np.abs(x) > 1e-9, np.abs(w) > 1e-9)
+
+
+def test_lp_command_reads_mps_and_hdf5(tmp_path):
+    mps = tmp_path / "wyndor.mps"
+    mps.write_text(CLASSIC["wyndor"])
+    got = summary(hpcml(2, "lp", "--input", mps, "--json"))
+    assert got["status"] == "converged" and abs(got["objective"] - 36.0) <= 1e-5 * 36
+    data = tmp_path / "lp.h5"
+    made = summary(hpcml(1, "data", "lp", "--rows", 3 * 5 + 1, "--cols", 30, "--inequalities", 4,
+                         "--density", 0.3, "--seed", 18, "--output", data, "--json"))
+    got = summary(hpcml(3, "lp", "--input", data, "--json", "--output", tmp_path / "x.h5"))
+    assert got["status"] == "converged"
+    assert abs(got["objective"] - made["objective"]) <= 1e-5 * abs(made["objective"])
+    assert got["primal_residual"] <= 1e-5
+
+
+def test_lp_command_reports_infeasible_and_bad_mps(tmp_path):
+    (tmp_path / "inf.mps").write_text(INFEASIBLE)
+    got = summary(hpcml(2, "lp", "--input", tmp_path / "inf.mps", "--json"))
+    assert got["status"] == "infeasible"
+    (tmp_path / "bad.mps").write_text(CLASSIC["testlp"].replace(" YTWO MYEQN -1.0", " YTWO MYEQN minus"))
+    result = hpcml(2, "lp", "--input", tmp_path / "bad.mps", timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bad.mps:11: expected a number, got 'minus'" in lines[0], result
+
+
+def test_solve_composes_named_pieces(tmp_path):
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((2 * 50 + 1, 8))
+    b = A @ rng.standard_normal(8) + rng.standard_normal(101) ** 3
+    with h5py.File(tmp_path / "d.h5", "w") as handle:
+        handle["A"], handle["b"] = A, b
+    got = summary(hpcml(2, "solve", "--input", f"{tmp_path}/d.h5:/A", "--rhs", f"{tmp_path}/d.h5:/b",
+                        "--smooth", "huber", "--tau", 0.5, "--prox", "l1", "--weight", 2.0,
+                        "--tol", 1e-12, "--json", "--output", tmp_path / "x.h5"))
+    from hpcml.distmat import DistMatrix
+    comm = Comm.self_comm()
+    ref = minimize(smooth.Huber(0.5), linop.MatrixOp(DistMatrix(A, comm)), prox.l1(2.0), offset=-b,
+                   tol=1e-12)
+    assert got["status"] == "converged"
+    assert abs(got["objective"] - ref.objective) <= 1e-10 * ref.objective
+    with h5py.File(tmp_path / "x.h5", "r") as handle:
+        assert np.allclose(handle["x"][()], ref.x, atol=1e-9)
+
+
+def test_bad_lasso_options_exit_2(tmp_path):
+    result = hpcml(2, "lasso", "--input", "x.h5:/A", "--rhs", "x.h5:/b", "--lam", -1, timeout=60)
+    assert result.returncode == 2 and result.stderr.count("--lam must be > 0") == 1, result
+
+
+def test_lasso_checkpoint_and_resume(tmp_path):
+    rng = np.random.default_rng(4)
+    A = rng.standard_normal((2 * 60 + 1, 10))
+    with h5py.File(tmp_path / "d.h5", "w") as handle:
+        handle["A"], handle["b"] = A, A @ rng.standard_normal(10) + rng.standard_normal(121)
+    common = ["lasso", "--input", f"{tmp_path}/d.h5:/A", "--rhs", f"{tmp_path}/d.h5:/b", "--lam", 5.0,
+              "--mode", "matvec", "--json", "--checkpoint-dir", tmp_path / "ck"]
+    part = summary(hpcml(2, *common, "--max-iter", 4, "--checkpoint-every", 2))
+    assert part["status"] == "max_iterations" and sorted(os.listdir(tmp_path / "ck")) == ["ckpt-00000002", "ckpt-00000004"]
+    whole = summary(hpcml(2, *common, "--resume"))
+    fresh = summary(hpcml(1, *common[:-2]))
+    assert whole["status"] == fresh["status"] == "converged"
+    assert abs(whole["objective"] - fresh["objective"]) <= 1e-10 * fresh["objective"]
