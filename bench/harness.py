@@ -8,6 +8,19 @@ absolute time does not.
 import statistics
 import time
 
+from numba import njit
+
+from hpcml.kernels import JIT
+
+
+@njit(**JIT)
+def stream_read(flat):
+    """Touch every element of a 1-D array once, vectorised: the one-pass memory bound."""
+    acc = 0.0
+    for i in range(flat.size):
+        acc += flat[i]
+    return acc
+
 
 def compare(candidates, repeats=7, warmup=1):
     """Time each zero-argument callable ``repeats`` times, interleaved.

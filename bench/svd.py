@@ -109,19 +109,10 @@ def make_case(name, scale, folder):
 
 def worker(spec, k, methods, repeats):
     """Run under mpiexec: time each method and the per-product figures; rank 0 prints JSON."""
-    from numba import njit
-
+    from harness import stream_read as stream
     from hpcml.comm import Comm
     from hpcml.io import read_matrix
-    from hpcml.kernels import JIT
     from hpcml.linalg import svd
-
-    @njit(**JIT)
-    def stream(flat):
-        acc = 0.0
-        for i in range(flat.size):
-            acc += flat[i]
-        return acc
 
     comm = Comm.world()
     A = read_matrix(spec, comm)
