@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "hpcml.topics.cli",
     "hpcml.vision.cli",
     "hpcml.slurm_cli",
+    "hpcml.compare",
 )
 
 log = logging.getLogger("hpcml")
