@@ -142,7 +142,7 @@ def heldout_perplexity(nwk, alpha, beta, heldout, *, seed=0, sweeps=20, mh_steps
     from hpcml.topics.lda import completion_split
 
     nwk = np.ascontiguousarray(nwk, dtype=np.int32)
-    nk = nwk.sum(axis=0, dtype=np.int64).astype(np.int32)
+    nk = nwk.sum(axis=0, dtype=np.int64)
     alpha = np.ascontiguousarray(alpha, dtype=np.float64)
     doc_ptr, words = heldout.tokens()
     obs_ptr, obs_w, held_ptr, held_w = completion_split(doc_ptr, words)

@@ -1,0 +1,173 @@
+"""``hpcml compare`` really runs hpcml under mpiexec and Spark (local[2]) on tiny inputs.
+
+One module-scoped set-up writes the inputs, runs the four hpcml jobs and
+starts one Spark session shared by the per-workload checks (the JVM's
+start-up is the slow part); one end-to-end run of the command covers the
+table, compare.json and compare.png.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hpcml import compare, jobs
+from hpcml.baselines import spark as baseline
+from hpcml.cli import main
+from hpcml.comm import Comm
+from hpcml.errors import InputError
+from hpcml.io.corpus import from_token_lists
+
+try:
+    baseline.check_available()
+    REASON = None
+except InputError as exc:
+    REASON = str(exc)
+
+needs_spark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+TIMEOUT = 240
+
+JOBS = {
+    "svd": 'workload = "svd"\n[params]\ninput = "{d}/matrix.h5:/A"\nk = 3\nmethod = "golub-kahan"\n',
+    "pca": 'workload = "pca"\n[params]\ninput = "{d}/matrix.h5:/A"\nk = 2\n',
+    "lasso": 'workload = "lasso"\n[params]\ninput = "{d}/lasso.h5:/A"\nrhs = "{d}/lasso.h5:/b"\n'
+             'lam_ratio = 0.1\n',
+    "lda": 'workload = "lda train"\n[params]\ninput = "{d}/corpus.h5"\ntopics = 3\niterations = 40\n'
+           'alpha = "0.1"\nbeta = 0.05\nheldout = 0.2\neval_every = 40\nseed = 1\n'
+           '[checkpoint]\ndir = "{d}/never-used"\nevery = 0\n',
+}
+
+
+def _hpcml(*args):
+    return subprocess.run([sys.executable, "-m", "hpcml", *args], capture_output=True, text=True,
+                          timeout=TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("compare")
+    # Uneven shards at 2 ranks: 2*20+1 rows, 2*30+1 documents.
+    assert _hpcml("data", "matrix", "--rows", "41", "--cols", "6", "--spectrum", "geometric:10:0.1",
+                  "--output", f"{d}/matrix.h5:/A").returncode == 0
+    assert _hpcml("data", "lasso", "--rows", "41", "--cols", "8", "--nonzeros", "3",
+                  "--noise", "0.1", "--output", f"{d}/lasso.h5").returncode == 0
+    done = _hpcml("data", "corpus", "synthetic", "--docs", "61", "--words", "40", "--topics", "3",
+                  "--doc-length", "60", "--alpha", "0.1", "--beta", "0.05", "--seed", "3",
+                  "--output", f"{d}/corpus.h5")
+    assert done.returncode == 0, done.stderr
+    runs = {}
+    for name, text in JOBS.items():
+        job = d / f"{name}.toml"
+        job.write_text(text.format(d=d))
+        run_dir = d / f"run-{name}"
+        run_dir.mkdir()
+        runs[name] = (job, compare._job_args(jobs.load(str(job))),
+                      *compare.run_hpcml(str(job), [], 2, str(run_dir)))
+    with baseline.SparkBaseline(cores=2, driver_memory="1g") as session:
+        yield d, runs, session
+
+
+def _check_rows(rows):
+    for row in rows:
+        assert row["agreement"]["agree"], row
+        assert row["load_s"] > 0 and row["compute_s"] > 0
+
+
+@needs_spark
+def test_hpcml_side_is_timed(setup):
+    _, runs, _ = setup
+    for job, jargs, summary, output, times in runs.values():
+        assert os.path.exists(output) and str(output).startswith(os.path.dirname(job))
+        assert times["total_s"] >= times["load_s"] + times["compute_s"] > 0
+        assert summary["timings"]["compute_s"]["max"] > 0
+
+
+@needs_spark
+def test_svd_agrees(setup):
+    _, runs, session = setup
+    _, jargs, _, output, _ = runs["svd"]
+    rows = compare.spark_svd(session, jargs, Comm.world(), output)
+    _check_rows(rows)
+    assert rows[0]["agreement"]["max |Δσ|/σ₁"] < 1e-9
+
+
+@needs_spark
+def test_pca_agrees(setup):
+    _, runs, session = setup
+    _, jargs, _, output, _ = runs["pca"]
+    _check_rows(compare.spark_pca(session, jargs, Comm.world(), output))
+
+
+@needs_spark
+def test_lasso_objectives_agree(setup):
+    _, runs, session = setup
+    _, jargs, summary, output, _ = runs["lasso"]
+    rows = compare.spark_lasso(session, jargs, Comm.world(), output, summary)
+    _check_rows(rows)
+    assert rows[0]["agreement"]["objective"] > 0
+
+
+@needs_spark
+def test_lda_online_and_em_perplexities_agree(setup):
+    _, runs, session = setup
+    _, jargs, _, output, _ = runs["lda"]
+    rows = compare.spark_lda(session, jargs, Comm.world(), output)
+    assert [r["engine"] for r in rows] == ["spark LDA online", "spark LDA em"]
+    _check_rows(rows)
+    # A model that learnt nothing scores V = 40: both must do much better.
+    assert all(r["agreement"]["perplexity"] < 30 for r in rows)
+
+
+def test_heldout_perplexity_of_uniform_topics_is_the_vocabulary_size():
+    # Uniform topic-word counts give phi = 1/V whatever the documents' topics.
+    V, K = 25, 3
+    rng = np.random.default_rng(0)
+    docs = [rng.integers(0, V, size=n).tolist() for n in (7, 0, 12, 5)]
+    corpus = from_token_lists(docs, V)
+    nwk = np.full((V, K), 4, np.int32)
+    assert compare.heldout_perplexity(nwk, np.full(K, 0.1), 0.05, corpus) == pytest.approx(V, rel=1e-12)
+
+
+def test_pseudo_counts_keep_the_token_total_and_drop_the_prior():
+    topic_word = np.array([[1.5, 0.5], [3.5, 0.5], [0.5, 6.5]])
+    counts = compare.pseudo_counts(topic_word, 120, prior=0.5)
+    assert counts.dtype == np.int32 and counts.sum() == 120
+    assert np.array_equal(counts, [[12, 0], [36, 0], [0, 72]])
+
+
+def test_unsupported_workload_is_one_line_and_exit_2(tmp_path, capsys):
+    job = tmp_path / "lp.toml"
+    job.write_text('workload = "lp"\n[params]\ninput = "x.h5:/A"\n')
+    assert main(["compare", str(job)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'lp' has no Spark equivalent" in err[0]
+
+
+def test_missing_java_names_what_to_install(tmp_path, capsys, monkeypatch):
+    job = tmp_path / "svd.toml"
+    job.write_text(JOBS["svd"].format(d=tmp_path))
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-java"))
+    assert main(["compare", str(job)]) == 2
+    err = capsys.readouterr().err
+    assert "no Java found" in err and "openjdk" in err
+
+
+@needs_spark
+def test_command_end_to_end(setup, tmp_path):
+    d, runs, _ = setup
+    job = runs["svd"][0]
+    done = _hpcml("compare", str(job), "--ranks", "2", "--run-dir", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[1].split()[:6] == ["engine", "start-up", "load", "compute", "total", "ratio"]
+    assert lines[2].startswith("hpcml (mpiexec -n 2)") and "agree (" in lines[3]
+    result = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert result["agree"] and [r["engine"] for r in result["rows"]] == [
+        "hpcml (mpiexec -n 2)", "spark computeSVD"]
+    spark = result["rows"][1]
+    assert spark["ratio"] == pytest.approx(spark["total_s"] / result["rows"][0]["total_s"])
+    png = (tmp_path / "out" / "compare.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
