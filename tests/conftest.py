@@ -18,6 +18,22 @@ MPI_SCRIPTS = os.path.join(HERE, "mpi")
 RANKS = (1, 2, 3)
 
 
+def _spark_missing():
+    from hpcml.baselines.spark import check_available
+    from hpcml.errors import InputError
+
+    try:
+        check_available()
+    except InputError as exc:
+        return str(exc)
+    return None
+
+
+#: Why Spark cannot run here (Java or pyspark missing), or ``None``.
+SPARK_MISSING = _spark_missing()
+needs_spark = pytest.mark.skipif(SPARK_MISSING is not None, reason=SPARK_MISSING or "")
+
+
 class Finished:
     """What a launched job left: ``returncode``, ``stdout``, ``stderr``, ``seconds``."""
 

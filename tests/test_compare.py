@@ -14,20 +14,13 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import needs_spark
 from hpcml import compare, jobs
 from hpcml.baselines import spark as baseline
 from hpcml.cli import main
 from hpcml.comm import Comm
-from hpcml.errors import InputError
 from hpcml.io.corpus import from_token_lists
 
-try:
-    baseline.check_available()
-    REASON = None
-except InputError as exc:
-    REASON = str(exc)
-
-needs_spark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
 TIMEOUT = 240
 
 JOBS = {

@@ -4,17 +4,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from conftest import needs_spark
 from hpcml.baselines import spark as baseline
-from hpcml.errors import InputError
 from hpcml.synthetic import dense_with_spectrum
 
-try:
-    baseline.check_available()
-    REASON = None
-except InputError as exc:
-    REASON = str(exc)
-
-pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+pytestmark = needs_spark
 
 
 @pytest.fixture(scope="module")
