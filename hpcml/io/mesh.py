@@ -79,6 +79,12 @@ class Mesh:
         return Mesh(np.concatenate(verts), np.concatenate(faces))
 
 
+def rotation_z(angle):
+    """Rotation about the up (z) axis by ``angle`` radians."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
 def fan_triangulate(polygon):
     """Split one polygon (vertex index list, >= 3 entries) into a triangle fan."""
     p0 = polygon[0]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hpcml.io.mesh import Mesh
+from hpcml.io.mesh import Mesh, rotation_z
 from hpcml.kernels import JIT
 
 MODES = {"depth": 0, "shaded": 1}
@@ -167,10 +167,7 @@ def render_views(mesh, n_views=12, size=64, mode="depth", fill=0.95, angle=0.0):
     out = np.zeros((n_views, int(size), int(size)), dtype=np.float32)
     if len(mesh.faces) == 0:
         return out
-    v = mesh.vertices
-    if angle:
-        c, s = np.cos(angle), np.sin(angle)
-        v = v @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]).T
+    v = mesh.vertices @ rotation_z(angle).T if angle else mesh.vertices
     _render_kernel(normalise_for_views(v), mesh.faces, frames, int(size), float(fill),
                    MODES[mode], out)
     return out

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hpcml.io.mesh import Mesh
+from hpcml.io.mesh import Mesh, rotation_z
 from hpcml.kernels import JIT
 
 
@@ -193,10 +193,7 @@ def voxelize(mesh, grid=30, object_size=24, solid=False, angle=0.0):
     occ = np.zeros((int(grid),) * 3, dtype=np.uint8)
     if len(mesh.faces) == 0:
         return occ
-    v = mesh.vertices
-    if angle:
-        c, s = np.cos(angle), np.sin(angle)
-        v = v @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]).T
+    v = mesh.vertices @ rotation_z(angle).T if angle else mesh.vertices
     tri = np.ascontiguousarray(to_grid_coords(v, grid, object_size)[mesh.faces])
     _surface_kernel(tri, occ)
     if solid:

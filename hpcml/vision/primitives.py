@@ -99,7 +99,3 @@ def place(mesh, rotation, translation):
     return Mesh(mesh.vertices @ np.asarray(rotation).T + np.asarray(translation), mesh.faces)
 
 
-def rotation_z(angle):
-    """Rotation about the up (z) axis by ``angle`` radians."""
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])

@@ -20,9 +20,9 @@ import os
 
 import numpy as np
 
-from hpcml.io.mesh import Mesh
+from hpcml.io.mesh import Mesh, rotation_z
 from hpcml.io.off import write_off
-from hpcml.vision.primitives import box, cylinder, place, revolve, rotation_z, torus
+from hpcml.vision.primitives import box, cylinder, place, revolve, torus
 
 # Shorthand: every draw below is U(rng, low, high).
 U = np.random.Generator.uniform
