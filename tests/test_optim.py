@@ -265,6 +265,16 @@ def check_against_highs(out, ref, c, A_eq, b_eq, A_ub, b_ub):
         assert np.maximum(A_ub @ x - b_ub, 0).max() <= 1e-5 * scale
 
 
+def check_marginals(out, ref, tol=1e-4):
+    """The multipliers against HiGHS's (same sign convention), relative to their size."""
+    pairs = [("reduced_costs", ref.lower.marginals + ref.upper.marginals)]
+    pairs += [(f"marginals_{kind}", getattr(ref, field).marginals)
+              for kind, field in (("eq", "eqlin"), ("ub", "ineqlin")) if f"marginals_{kind}" in out]
+    for key, expected in pairs:
+        error = np.abs(out[key] - expected).max(initial=0.0)
+        assert error <= tol * max(1.0, np.abs(expected).max(initial=0.0)), (key, error)
+
+
 @pytest.mark.parametrize("seed,inequalities", [(11, 0), (16, 8), (13, 20)])
 def test_random_lps_match_highs(seed, inequalities):
     lp = random_lp(15, 40, 0.25, np.random.default_rng(seed), inequalities)
@@ -274,6 +284,24 @@ def test_random_lps_match_highs(seed, inequalities):
     ref = highs(lp["c"], lp["A_eq"], lp["b_eq"], lp["A_ub"], lp["b_ub"], np.zeros(n), np.full(n, np.inf))
     check_against_highs(out, ref, lp["c"], lp["A_eq"], lp["b_eq"], lp["A_ub"], lp["b_ub"])
     assert abs(ref.fun - lp["objective"]) <= 1e-7 * abs(lp["objective"])
+
+
+@pytest.mark.parametrize("seed,inequalities", [(11, 0), (16, 8), (12, 5)])
+def test_lp_multipliers_match_highs(seed, inequalities):
+    lp = random_lp(15, 40, 0.5, np.random.default_rng(seed), inequalities)
+    n = lp["c"].size
+    # The multipliers are unique (so comparable) when the active rows restricted to
+    # the optimum's support have full row rank.
+    active = [lp["A_eq"].toarray()]
+    if inequalities:
+        active.append(lp["A_ub"].toarray()[lp["A_ub"] @ lp["x_star"] >= lp["b_ub"]])
+    active = np.vstack(active)[:, lp["x_star"] > 0]
+    assert np.linalg.matrix_rank(active) == active.shape[0]
+    out = problems.lp(lp["c"], dist(lp["A_eq"]), lp["b_eq"],
+                      None if lp["A_ub"] is None else dist(lp["A_ub"]), lp["b_ub"])
+    ref = highs(lp["c"], lp["A_eq"], lp["b_eq"], lp["A_ub"], lp["b_ub"], np.zeros(n), np.full(n, np.inf))
+    check_against_highs(out, ref, lp["c"], lp["A_eq"], lp["b_eq"], lp["A_ub"], lp["b_ub"])
+    check_marginals(out, ref)
 
 
 def solve_mps(path, fmt="free"):
@@ -293,6 +321,7 @@ def test_classic_mps_lps_match_highs(tmp_path, name):
     A_ub, b_ub = (A_ub, b_ub) if A_ub.shape[0] else (None, None)
     ref = highs(model.c, A_eq, b_eq, A_ub, b_ub, model.lower, model.upper)
     check_against_highs(out, ref, model.c, A_eq, b_eq, A_ub, b_ub)
+    check_marginals(out, ref)
 
 
 def test_known_optima_of_the_classic_lps(tmp_path):

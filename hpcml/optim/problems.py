@@ -274,8 +274,17 @@ def lp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, mu=0.03, meth
     Returns
     -------
     dict
-        The common fields plus ``y_eq``, ``y_ub`` (local blocks of the
-        duals), ``gap`` and ``outer`` (continuation steps).  ``status`` is
+        The common fields plus the multipliers, ``gap`` and ``outer``
+        (continuation steps).  The multipliers follow HiGHS (and scipy's
+        ``linprog`` ``marginals``): each is the sensitivity of the optimal
+        objective to its right-hand side or bound, so that
+        ``c = A_eqᵀ λ_eq + A_ubᵀ λ_ub + r`` with ``λ_ub ≤ 0``:
+        ``marginals_eq`` (``λ_eq``, this rank's rows of ``A_eq``),
+        ``marginals_ub`` (``λ_ub``, this rank's rows of ``A_ub``) and
+        ``reduced_costs`` (``r``, replicated; ``r ≥ 0`` at a lower
+        bound, ``≤ 0`` at an upper bound, 0 between: scipy's
+        ``lower.marginals + upper.marginals``).  Present for the kinds
+        of rows given.  ``status`` is
         ``converged``, ``max_iterations``, ``stalled``, ``infeasible`` (a
         Farkas certificate ``y`` was found) or ``unbounded`` (a feasible
         point and a ray of decreasing cost were found).
@@ -370,15 +379,17 @@ def lp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, mu=0.03, meth
     status = certificate.get("status", out["status"])
     if status == "stopped":
         status = "max_iterations"
+    # Multipliers in the original units: the scaled problem's y times the row
+    # scaling and c's scale, negated into HiGHS's sensitivity convention.
     splits = np.cumsum([A.local_rows for A, _, _ in scaled])[:-1]
     duals = dict(zip([kind for _, _, kind in scaled], np.split(y, splits)))
-    # Undo the scalings for the reported multipliers: y_scaled / row_norm * c_scale.
     result = _finish(start, status, out["iterations"], x, float(c @ x), raw_primal, dres,
                      gap=gap, dual_objective=dual_obj * c_scale, outer=out["outer"],
-                     history=out["history"], method=method, mu=mu)
+                     history=out["history"], method=method, mu=mu,
+                     reduced_costs=c_scale * (c_s + op.adjoint(y)))
     for kind, (A, b, _) in zip(duals, mats):
         _, factor = _row_scaled_factors(A)
-        result[f"y_{kind}"] = duals[kind] * factor * c_scale
+        result[f"marginals_{kind}"] = -duals[kind] * factor * c_scale
     result.update({k: v for k, v in certificate.items() if k != "status"})
     return result
 
