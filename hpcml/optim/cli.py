@@ -55,7 +55,7 @@ def register(subparsers, common):
     lp.add_argument("--input", required=True,
                     help="model.mps, or model.h5 holding c, lower, upper and A_eq/b_eq and/or A_ub/b_ub")
     lp.add_argument("--mps-format", choices=["free", "fixed"], default="free")
-    lp.add_argument("--mu", type=float, default=0.03, help="smoothing weight μ (default 0.03)")
+    lp.add_argument("--mu", type=float, default=1e-3, help="smoothing weight μ (default 1e-3)")
     lp.add_argument("--method", choices=METHODS, default="AT")
     lp.add_argument("--tol", type=float, default=1e-6,
                     help="relative tolerance of infeasibility and duality gap (default 1e-6)")
