@@ -54,8 +54,9 @@ def scd(f, op, dual_prox, mu, residual, optimality=None, complementarity=None, x
         ``residual(Ax) -> float``: the primal infeasibility of ``x`` given
         ``A x`` (this rank's block), relative, the same on every rank
         (collective).  A dual solve also ends as soon as its primal point
-        is feasible to ``tol / 2``: that point solves the subproblem well
-        enough for the proximal-point method.
+        is feasible to ``min(tol / 2, INNER_RATIO · change)`` (``change``:
+        the last continuation step's relative change of ``x``): that point
+        solves the subproblem well enough for the proximal-point method.
     optimality : callable, optional
         ``optimality(x, Ax, y) -> float``: a relative measure of
         optimality (duality gap, dual infeasibility), the same on every
