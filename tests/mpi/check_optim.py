@@ -91,5 +91,8 @@ mine = problems.lp(lp["c"], Ae, block(lp["b_eq"], Ae), Au, block(lp["b_ub"], Au)
 ref = problems.lp(lp["c"], DistMatrix(lp["A_eq"], solo), lp["b_eq"], DistMatrix(lp["A_ub"], solo), lp["b_ub"])
 assert mine["status"] == ref["status"] == "converged", (mine["status"], ref["status"])
 assert abs(mine["objective"] - lp["objective"]) <= 1e-5 * abs(lp["objective"]), (mine["objective"], lp["objective"])
-same(mine["x"], ref["x"], "lp x", tol=1e-4)
+# Measured on a 13-row LP of this kind at 2 ranks: 1.6e-7 at the default tol 1e-6
+# and 1.4e-9 at tol 1e-9, so
+# the ranks agree to the tolerance asked for; 10× it is checked here.
+same(mine["x"], ref["x"], "lp x", tol=1e-5)
 print("ok", file=sys.stderr)
