@@ -62,7 +62,7 @@ def test_lp_command_reads_mps_and_hdf5(tmp_path):
     data = tmp_path / "lp.h5"
     made = summary(hpcml(1, "data", "lp", "--rows", 3 * 5 + 1, "--cols", 30, "--inequalities", 4,
                          "--density", 0.3, "--seed", 18, "--output", data, "--json"))
-    got = summary(hpcml(3, "lp", "--input", data, "--json", "--output", tmp_path / "x.h5"))
+    got = summary(hpcml(3, "lp", "--input", data, "--mu", 0.01, "--json", "--output", tmp_path / "x.h5"))
     assert got["status"] == "converged"
     assert abs(got["objective"] - made["objective"]) <= 1e-5 * abs(made["objective"])
     assert got["primal_residual"] <= 1e-5
