@@ -116,9 +116,22 @@ def test_lda_perplexities(setup):
     # V = 40) but at this size stays further from hpcml than the tolerance;
     # the verdict must say so honestly.
     for row in (online, em):
+        same = row.get("same_perplexity")
+        if same is not None:
+            assert same["target"] >= row["agreement"]["hpcml perplexity"]
+            assert 1 <= same["hpcml_iterations"] <= jargs.iterations and same["hpcml_training_s"] > 0
         figures = row["agreement"]
         assert figures["perplexity"] < 30 and figures["hpcml perplexity"] < 30
         assert figures["agree"] == (figures["relative difference"] <= compare.PERPLEXITY_RTOL)
+
+
+def test_seconds_to_perplexity_counts_the_slowest_rank_up_to_the_first_hit():
+    history = {"compute_s": np.array([[1.0, 2.0], [1.0, 0.5], [3.0, 1.0]]),
+               "comm_s": np.array([[0.5, 0.0], [0.25, 0.25], [0.0, 0.0]]),
+               "perplexity": np.array([np.nan, 90.0, 80.0])}
+    assert compare.seconds_to_perplexity(history, 95.0) == (2, 2.0 + 1.25)
+    assert compare.seconds_to_perplexity(history, 80.0) == (3, 2.0 + 1.25 + 3.0)
+    assert compare.seconds_to_perplexity(history, 79.0) is None
 
 
 def test_heldout_perplexity_of_uniform_topics_is_the_vocabulary_size():
