@@ -194,15 +194,13 @@ class GradientBuckets:
             if self._reducer is not None and self._reducer.error is not None:
                 raise self._reducer.error
             buf = self._buffers[b]
-            if scale != 1.0:
-                buf *= np.float32(scale)
             for p in group:
                 _, lo, hi = self._slot[p]
                 flat = torch.from_numpy(buf[lo:hi]).view_as(p)
                 if p.grad is None:
-                    p.grad = flat.to(p.device, p.dtype).clone()
-                else:
-                    p.grad.copy_(flat)
+                    p.grad = torch.empty_like(p)
+                # Scaling while copying back: one pass over the bucket instead of two.
+                torch.mul(flat.to(p.grad.device), scale, out=p.grad)
 
     def remove(self):
         """Detach the hooks from the model and stop the communication thread."""
