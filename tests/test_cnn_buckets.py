@@ -49,3 +49,13 @@ def test_single_rank_buckets_give_the_plain_gradients():
         for p, g in zip(model.parameters(), expected):
             assert torch.equal(p.grad, g)
     buckets.remove()
+
+
+def test_refuses_a_thread_level_that_forbids_the_communication_thread():
+    class Funneled:  # stands for a 2-rank communicator whose MPI was initialised "funneled"
+        size, rank, thread_level = 2, 0, "funneled"
+
+    with pytest.raises(RuntimeError, match="thread level 'funneled'"):
+        GradientBuckets(torch.nn.Linear(2, 2), Funneled())
+    # mpi4py asks for "multiple" unless told otherwise.
+    assert Comm.self_comm().thread_level == "multiple"
