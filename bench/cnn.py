@@ -1,14 +1,22 @@
 """3-D CNN workload side by side with its peers; prints ratios.
 
-    python bench/cnn.py [--part all|throughput|voxelize|accuracy] [--steps 6] [--repeats 3]
+    python bench/cnn.py [--part all|throughput|voxelize|accuracy] [--models voxnet,vcnn1]
+                        [--repeats 5] [--pairs 6] [--steps 3] [--local-batch 16]
 
 throughput
     Training samples/s of VoxNet and V-CNN I at 1 and 2 ranks: hpcml's trainer
     (bucketed allreduce from backward hooks over MPI) against PyTorch
     DistributedDataParallel (gloo), same model, data, per-rank batch, bucket
-    size and one thread per rank.  Runs alternate (hpcml, DDP, hpcml, ...) and
-    the median of ``--repeats`` is reported.  Weak scaling: the per-rank batch
-    is fixed, so efficiency = samples/s at 2 ranks / (2 x samples/s at 1 rank).
+    size and one thread per rank.  On a machine shared with other work the
+    cores a job gets change from second to second, so each job runs both
+    trainers, an epoch of each in turn, and the ratio is taken per pair of
+    epochs (median and quartiles over all pairs of all repetitions).  Weak
+    scaling: the per-rank batch is fixed, so the wall-clock efficiency is
+    samples/s at 2 ranks / (2 x samples/s at 1 rank), for both trainers; the
+    1- and 2-rank jobs alternate.  Alongside: the load average between jobs and
+    CPU milliseconds per sample (all ranks), which the load barely moves, so
+    its 1-rank/2-rank ratio shows the work that parallel training adds even
+    when the wall-clock efficiency is capped by cores that other processes hold.
 voxelize
     Meshes/s of hpcml's voxeliser against trimesh's ``voxelized`` (which
     subdivides triangles to the voxel pitch and marks the vertices) on the
@@ -50,58 +58,66 @@ def _random_set(n_objects, shape, n_classes=10, seed=0):
     return SampleSet(x, y.astype(np.int64), "voxels", [str(c) for c in range(n_classes)])
 
 
-def worker_hpcml(args):
-    import torch
+def worker_pair(args):
+    """hpcml's trainer and DDP in one job, an epoch of each in turn, on identical replicas.
 
-    from hpcml.comm import Comm
-    from hpcml.vision.models import build_model
-    from hpcml.vision.trainer import TrainConfig, train
-
-    torch.set_num_threads(1)
-    comm = Comm.world()
-    gb = args.local_batch * comm.size
-    data = _random_set(gb * args.steps, SHAPES[args.model])
-    torch.manual_seed(0)
-    model = build_model(args.model, 10, SHAPES[args.model])
-    cfg = TrainConfig(epochs=2, global_batch=gb, lr=0.01, bucket_mb=args.bucket_mb, seed=1)
-    out = train(model, args.model, data, comm, cfg, device=torch.device("cpu"))
-    if comm.rank == 0:  # epoch 1 warms up; epoch 2 is timed
-        print(json.dumps({"samples_per_s": out["epochs"][1]["samples_per_s"]}))
-
-
-def worker_ddp(args):
+    One hpcml training run calls back after each of its epochs to run a DDP
+    epoch, so both trainers keep their state as in a real run and see the
+    machine in the same state to within an epoch: the ratio of each pair of
+    epochs is far steadier on a shared machine than that of two separate
+    runs.  Pair 0 warms up (the first optimiser built imports torch._dynamo,
+    seconds of CPU).  hpcml's CPU time runs from the end of one DDP epoch to
+    the end of its next epoch (its metrics allreduce included).
+    """
     import torch
     import torch.distributed as dist
     import torch.nn.functional as F
     from torch.nn.parallel import DistributedDataParallel
 
+    from hpcml.comm import Comm
     from hpcml.vision.models import build_model
     from hpcml.vision.sampler import DistributedSampler
+    from hpcml.vision.trainer import TrainConfig, train
 
     torch.set_num_threads(1)
-    rank, size = int(os.environ["PMI_RANK"]), int(os.environ["PMI_SIZE"])
-    dist.init_process_group("gloo", rank=rank, world_size=size,
+    comm = Comm.world()
+    dist.init_process_group("gloo", rank=comm.rank, world_size=comm.size,
                             init_method=f"tcp://127.0.0.1:{args.port}")
-    gb = args.local_batch * size
+    gb = args.local_batch * comm.size
     data = _random_set(gb * args.steps, SHAPES[args.model])
     torch.manual_seed(0)
-    model = DistributedDataParallel(build_model(args.model, 10, SHAPES[args.model]),
-                                    bucket_cap_mb=args.bucket_mb)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    sampler = DistributedSampler(data.n_samples, gb, rank, size, seed=1)
-    for epoch in range(2):
+    ours = build_model(args.model, 10, SHAPES[args.model])
+    torch.manual_seed(0)
+    theirs = DistributedDataParallel(build_model(args.model, 10, SHAPES[args.model]),
+                                     bucket_cap_mb=args.bucket_mb)
+    opt = torch.optim.SGD(theirs.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    sampler = DistributedSampler(data.n_samples, gb, comm.rank, comm.size, seed=1)
+    pairs = []  # per pair: seconds and all ranks' CPU seconds, hpcml then DDP
+
+    def ddp_epoch(metrics):
+        """After each hpcml epoch (its figures in ``metrics``): one DDP epoch, timed alike."""
+        cpu = comm.allreduce_scalar(time.process_time() - clock[0])
+        pair = {"hpcml": (metrics["seconds"], cpu)}
         dist.barrier()
-        t0 = time.perf_counter()
-        for _, idx, _ in sampler.batches(epoch):
+        c0, t0 = time.process_time(), time.perf_counter()
+        for _, idx, _ in sampler.batches(metrics["epoch"]):
             opt.zero_grad(set_to_none=True)
             xb, yb = data.batch(idx)
-            F.cross_entropy(model(xb), yb).backward()
+            F.cross_entropy(theirs(xb), yb).backward()
             opt.step()
         dist.barrier()
-        seconds = time.perf_counter() - t0
-    if rank == 0:
-        print(json.dumps({"samples_per_s": data.n_samples / seconds}))
+        pair["ddp"] = (time.perf_counter() - t0, comm.allreduce_scalar(time.process_time() - c0))
+        pairs.append(pair)
+        clock[0] = time.process_time()
+
+    clock = [time.process_time()]
+    train(ours, args.model, data, comm,
+          TrainConfig(epochs=args.pairs + 1, global_batch=gb, lr=0.01, bucket_mb=args.bucket_mb,
+                      seed=1),
+          device=torch.device("cpu"), on_epoch=ddp_epoch)
     dist.destroy_process_group()
+    if comm.rank == 0:
+        print(json.dumps({"n_samples": data.n_samples, "pairs": pairs[1:]}))
 
 
 def worker_accuracy(args):
@@ -161,28 +177,55 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _load():
+    return os.getloadavg()[0]
+
+
 def bench_throughput(args):
-    print("\nTraining throughput (samples/s, median of %d; one thread per rank; "
-          "per-rank batch %d; bucket %.0f MiB)" % (args.repeats, args.local_batch, args.bucket_mb))
-    print(f"{'model':<8} {'ranks':>5} {'hpcml':>10} {'DDP (gloo)':>11} {'hpcml/DDP':>10}")
-    results = {}
-    for model in ("voxnet", "vcnn1"):
+    models = args.models.split(",")
+    print(f"\nTraining throughput, hpcml's trainer vs DDP (gloo): one job per (model, ranks, "
+          f"repetition) runs an epoch of each in turn ({args.pairs} timed pairs after a warm-up "
+          f"pair), {args.repeats} repetitions, 1- and 2-rank jobs interleaved; one thread per "
+          f"rank; per-rank batch {args.local_batch}; {args.steps} steps per epoch; "
+          f"bucket {args.bucket_mb:g} MiB")
+    pairs = {(m, r): [] for m in models for r in (1, 2)}
+    loads = [_load()]
+    for rep in range(args.repeats):
+        for model in models:
+            for ranks in ((1, 2) if rep % 2 == 0 else (2, 1)):
+                out = _mpiexec(ranks, ["--worker", "pair", "--port", str(_free_port()),
+                                       "--model", model, "--local-batch", str(args.local_batch),
+                                       "--steps", str(args.steps), "--pairs", str(args.pairs),
+                                       "--bucket-mb", str(args.bucket_mb)])
+                n = out["n_samples"]
+                pairs[(model, ranks)] += [{k: (n / sec, 1e3 * cpu / n) for k, (sec, cpu) in p.items()}
+                                          for p in out["pairs"]]
+                loads.append(_load())
+    print(f"load average (1 min) sampled between jobs: median {statistics.median(loads):.1f}, "
+          f"range {min(loads):.1f}-{max(loads):.1f}, on {os.cpu_count()} cores")
+    print(f"{'model':<7} {'ranks':>5} {'hpcml':>8} {'DDP':>8}  {'hpcml/DDP':>9} {'quartiles':>11}  "
+          f"{'CPU ms/sample hpcml, DDP':>24}")
+    med = {}
+    for model in models:
         for ranks in (1, 2):
-            runs = {"hpcml": [], "ddp": []}
-            for _ in range(args.repeats):  # interleaved: both see the same machine state
-                common = ["--model", model, "--local-batch", str(args.local_batch),
-                          "--steps", str(args.steps), "--bucket-mb", str(args.bucket_mb)]
-                runs["hpcml"].append(_mpiexec(ranks, ["--worker", "hpcml", *common])["samples_per_s"])
-                runs["ddp"].append(_mpiexec(ranks, ["--worker", "ddp", "--port", str(_free_port()),
-                                                    *common])["samples_per_s"])
-            med = {k: statistics.median(v) for k, v in runs.items()}
-            results[(model, ranks)] = med
-            print(f"{model:<8} {ranks:>5} {med['hpcml']:>10.1f} {med['ddp']:>11.1f} "
-                  f"{med['hpcml'] / med['ddp']:>10.2f}")
-    for model in ("voxnet", "vcnn1"):
-        eff = {k: results[(model, 2)][k] / (2 * results[(model, 1)][k]) for k in ("hpcml", "ddp")}
-        print(f"{model:<8} scaling efficiency 1->2 ranks: hpcml {eff['hpcml']:.2f}, "
-              f"DDP {eff['ddp']:.2f}")
+            rows = pairs[(model, ranks)]
+            m = {(k, j): statistics.median(p[k][j] for p in rows)
+                 for k in ("hpcml", "ddp") for j in (0, 1)}
+            med[(model, ranks)] = m
+            q1, q2, q3 = statistics.quantiles([p["hpcml"][0] / p["ddp"][0] for p in rows], n=4)
+            print(f"{model:<7} {ranks:>5} {m['hpcml', 0]:>8.1f} {m['ddp', 0]:>8.1f}  {q2:>9.2f} "
+                  f"{q1:>5.2f}-{q3:<5.2f}  {m['hpcml', 1]:>14.2f}, {m['ddp', 1]:.2f}")
+    print("(samples/s: medians over all pairs; hpcml/DDP: median and quartiles of the ratios "
+          "of paired epochs)")
+    print("scaling efficiency 1->2 ranks (weak: per-rank batch fixed), from the medians:\n"
+          "  wall = samples/s at 2 / (2 x samples/s at 1): capped by the cores the load leaves;\n"
+          "  CPU = CPU ms/sample at 1 / CPU ms/sample at 2: the work that parallel training adds")
+    for model in models:
+        lo, hi = med[(model, 1)], med[(model, 2)]
+        wall = {k: hi[k, 0] / (2 * lo[k, 0]) for k in ("hpcml", "ddp")}
+        cpu = {k: lo[k, 1] / hi[k, 1] for k in ("hpcml", "ddp")}
+        print(f"{model:<7} wall: hpcml {wall['hpcml']:.2f}, DDP {wall['ddp']:.2f}    "
+              f"CPU: hpcml {cpu['hpcml']:.2f}, DDP {cpu['ddp']:.2f}")
 
 
 def bench_voxelize(args):
@@ -248,21 +291,24 @@ def bench_accuracy(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=["all", "throughput", "voxelize", "accuracy"], default="all")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=6, help="timed steps per throughput run")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--models", default="voxnet,vcnn1", help="throughput: comma-separated")
+    parser.add_argument("--steps", type=int, default=3, help="throughput: steps per epoch")
+    parser.add_argument("--pairs", type=int, default=6,
+                        help="throughput: timed epoch pairs (hpcml, DDP) per job")
+    parser.add_argument("--epochs", type=int, default=8, help="V-CNN epochs for accuracy")
     parser.add_argument("--local-batch", type=int, default=16)
     parser.add_argument("--bucket-mb", type=float, default=4.0)
     parser.add_argument("--n-train", type=int, default=40)
     parser.add_argument("--n-test", type=int, default=10)
     parser.add_argument("--width", type=float, default=0.25, help="V-CNN width for accuracy")
-    parser.add_argument("--epochs", type=int, default=8, help="V-CNN epochs for accuracy")
-    parser.add_argument("--worker", choices=["hpcml", "ddp", "accuracy"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["pair", "accuracy"], help=argparse.SUPPRESS)
     parser.add_argument("--model", choices=sorted(SHAPES), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--plan", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        {"hpcml": worker_hpcml, "ddp": worker_ddp, "accuracy": worker_accuracy}[args.worker](args)
+        {"pair": worker_pair, "accuracy": worker_accuracy}[args.worker](args)
         return
     sys.path.insert(0, HERE)
     if args.part in ("all", "voxelize"):

@@ -131,6 +131,15 @@ class Comm:
     def __repr__(self):
         return f"Comm(rank={self.rank}, size={self.size})"
 
+    @property
+    def thread_level(self):
+        """The MPI thread support granted to this process: ``"single"``, ``"funneled"``,
+        ``"serialized"`` or ``"multiple"`` (a second thread may communicate from
+        ``"serialized"`` on, provided no two threads are in MPI at once)."""
+        return {MPI.THREAD_SINGLE: "single", MPI.THREAD_FUNNELED: "funneled",
+                MPI.THREAD_SERIALIZED: "serialized",
+                MPI.THREAD_MULTIPLE: "multiple"}[MPI.Query_thread()]
+
     @contextlib.contextmanager
     def _timed(self, nbytes):
         t0 = time.perf_counter()

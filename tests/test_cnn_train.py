@@ -72,7 +72,10 @@ def test_resume_continues_the_same_loss_curve(tmp_path):
     comm = Comm.self_comm()
     data = random_set()
     cfg = dict(global_batch=5, lr=0.05, step_epochs=2, gamma=0.5, seed=2)
-    straight = train(fresh(), "voxnet", data, comm, TrainConfig(epochs=3, **cfg))
+    seen = []
+    straight = train(fresh(), "voxnet", data, comm, TrainConfig(epochs=3, **cfg),
+                     on_epoch=seen.append)
+    assert seen == straight["epochs"] and [m["epoch"] for m in seen] == [1, 2, 3]
     # Stop after one epoch (plus a mid-epoch checkpoint), then resume to three epochs.
     ck = Checkpointer(str(tmp_path / "ck"), comm, every=4, resume=True)
     first = train(fresh(), "voxnet", data, comm, TrainConfig(epochs=1, **cfg), checkpointer=ck)

@@ -1,25 +1,94 @@
 """Gradient averaging on flat buckets, launched from backward hooks (the Horovod/DDP design).
 
 Parameters are grouped, in the reverse of their registration order (roughly the
-order in which backward produces their gradients), into buckets of at most
-``bucket_bytes`` (a parameter larger than that gets a bucket of its own).  A
-post-accumulate-grad hook copies each gradient into its slot of the bucket's
-flat, contiguous host buffer; when the last gradient of a bucket has arrived the
-bucket is handed to ``comm.iallreduce`` while backward goes on computing the
-gradients of earlier layers.  Buckets are launched strictly in bucket order
-(a bucket that fills early waits for its predecessors), because every rank must
-start its non-blocking collectives in the same order.
+order in which backward produces their gradients), into buckets: a bucket is
+closed as soon as it holds ``bucket_bytes`` or more, and the first one as soon
+as it holds ``first_bucket_bytes`` (1 MiB by default, as in PyTorch's DDP), so
+that the last layers' gradients -- the first ones backward produces -- go out
+early.  A post-accumulate-grad hook copies each gradient into its slot of the
+bucket's flat, contiguous host buffer; when the last gradient of a bucket has
+arrived the bucket is handed to a communication thread, which allreduces it
+while backward goes on computing the gradients of earlier layers.  Buckets are
+reduced strictly in bucket order (a bucket that fills early waits for its
+predecessors), because every rank must start its collectives in the same order.
 
-:meth:`GradientBuckets.finish` launches whatever backward did not (parameters
+The communication thread waits by testing its request and sleeping in between
+(backing off from 20 µs to 0.5 ms), never by spinning inside MPI: on a machine
+with as many busy ranks as cores a spinning wait takes the core from the
+backward pass of its own rank or of a peer, whereas a handful of tests is all
+that MPICH needs to move even a multi-megabyte shared-memory allreduce along.
+The main thread likewise sleeps on an event in :meth:`GradientBuckets.finish`.
+The thread is the only one in MPI between :meth:`~GradientBuckets.start` and
+:meth:`~GradientBuckets.finish`, so MPI's ``serialized`` thread level suffices
+(mpi4py asks for ``multiple``).
+
+:meth:`GradientBuckets.finish` hands over whatever backward did not (parameters
 that received no gradient contribute zeros, so a rank with an empty batch still
-takes part), waits for every bucket in order and writes the averages back into
+takes part), waits for every bucket and writes the averages back into
 ``param.grad``.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
+
 import numpy as np
 import torch
+
+FIRST_BUCKET_BYTES = 1 << 20
+_POLL_MIN_S, _POLL_MAX_S = 20e-6, 5e-4
+
+
+def plan_buckets(sizes, bucket_bytes, first_bucket_bytes=FIRST_BUCKET_BYTES):
+    """Split parameter sizes (bytes, in launch order) into consecutive buckets.
+
+    Returns
+    -------
+    list of list of int
+        Indices into ``sizes``; a bucket ends with the first parameter that
+        brings it to its limit (``first_bucket_bytes`` for the first bucket,
+        ``bucket_bytes`` for the others).
+    """
+    buckets, current, size = [], [], 0
+    for i, nbytes in enumerate(sizes):
+        current.append(i)
+        size += nbytes
+        if size >= (bucket_bytes if buckets else min(first_bucket_bytes, bucket_bytes)):
+            buckets.append(current)
+            current, size = [], 0
+    if current:
+        buckets.append(current)
+    return buckets
+
+
+class _Reducer(threading.Thread):
+    """Sum buffers over the ranks, one at a time in submission order, off the main thread."""
+
+    def __init__(self, comm):
+        super().__init__(name="hpcml-gradient-allreduce", daemon=True)
+        self.comm = comm
+        self.jobs = queue.SimpleQueue()
+        self.error = None
+
+    def run(self):
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            buf, done = job
+            try:
+                if self.error is None:  # after a failure, only release the waiters
+                    request = self.comm.iallreduce(buf, op="sum")
+                    pause = _POLL_MIN_S
+                    while not request.test():
+                        time.sleep(pause)
+                        pause = min(2 * pause, _POLL_MAX_S)
+                    request.wait()
+            except BaseException as exc:  # re-raised on the main thread by finish()
+                self.error = exc
+            done.set()
 
 
 class GradientBuckets:
@@ -33,30 +102,32 @@ class GradientBuckets:
         Target bucket size in bytes (gradients are reduced in float32).
     average : bool
         Divide the sums by ``comm.size``.
+    first_bucket_bytes : int
+        Size at which the first bucket is closed.
 
     Notes
     -----
-    Call :meth:`start` before each backward pass and :meth:`finish` after it.
-    With ``comm.size == 1`` nothing is communicated but the same code runs.
+    Call :meth:`start` before each backward pass and :meth:`finish` after it,
+    and :meth:`remove` when done (it also stops the communication thread).
+    With ``comm.size == 1`` nothing is communicated and no thread is started,
+    but the gradients take the same way through the buckets.
     """
 
-    def __init__(self, model, comm, bucket_bytes=4 << 20, average=True):
-        if bucket_bytes <= 0:
-            raise ValueError(f"bucket_bytes must be positive, got {bucket_bytes}")
+    def __init__(self, model, comm, bucket_bytes=4 << 20, average=True,
+                 first_bucket_bytes=FIRST_BUCKET_BYTES):
+        if bucket_bytes <= 0 or first_bucket_bytes <= 0:
+            raise ValueError(f"bucket sizes must be positive, got {bucket_bytes} and "
+                             f"{first_bucket_bytes}")
+        if comm.size > 1 and comm.thread_level not in ("serialized", "multiple"):
+            raise RuntimeError(f"gradient buckets communicate from a second thread, which MPI "
+                               f"thread level {comm.thread_level!r} forbids; initialise MPI "
+                               f"with at least 'serialized' (mpi4py's default is 'multiple')")
         self.comm = comm
         self.average = average
-        params = [p for p in model.parameters() if p.requires_grad]
-        self.buckets = []  # list of (params, offsets, host buffer)
-        current, size = [], 0
-        for p in reversed(params):
-            nbytes = p.numel() * 4
-            if current and size + nbytes > bucket_bytes:
-                self.buckets.append(current)
-                current, size = [], 0
-            current.append(p)
-            size += nbytes
-        if current:
-            self.buckets.append(current)
+        params = [p for p in model.parameters() if p.requires_grad][::-1]
+        self.buckets = [[params[i] for i in group] for group in
+                        plan_buckets([p.numel() * 4 for p in params], bucket_bytes,
+                                     first_bucket_bytes)]
         self._slot = {}
         self._buffers = []
         for b, group in enumerate(self.buckets):
@@ -66,6 +137,9 @@ class GradientBuckets:
             for p, lo, hi in zip(group, offsets[:-1], offsets[1:]):
                 self._slot[p] = (b, int(lo), int(hi))
         self._handles = [p.register_post_accumulate_grad_hook(self._on_grad) for p in params]
+        self._reducer = _Reducer(comm) if comm.size > 1 else None
+        if self._reducer is not None:
+            self._reducer.start()
         self._active = False
 
     @property
@@ -77,7 +151,7 @@ class GradientBuckets:
         """Arm the hooks for one backward pass."""
         self._pending = [len(g) for g in self.buckets]
         self._seen = set()
-        self._requests = [None] * len(self.buckets)
+        self._done = [threading.Event() for _ in self.buckets]
         self._next = 0
         self._active = True
 
@@ -92,18 +166,17 @@ class GradientBuckets:
 
     def _launch_ready(self):
         while self._next < len(self.buckets) and self._pending[self._next] == 0:
-            self._requests[self._next] = self.comm.iallreduce(self._buffers[self._next], op="sum")
+            if self._reducer is None:
+                self._done[self._next].set()
+            else:
+                self._reducer.jobs.put((self._buffers[self._next], self._done[self._next]))
             self._next += 1
-        # MPICH moves a non-blocking collective forward only inside MPI calls; testing the
-        # buckets in flight from every hook keeps them moving while backward computes.
-        for request in self._requests[:self._next]:
-            if not request.test():
-                break
 
     def finish(self):
         """Launch the rest, wait for every bucket in order and store averaged gradients."""
         if not self._active:
             raise RuntimeError("finish() called without start()")
+        self._active = False
         for b, group in enumerate(self.buckets):
             for p in group:
                 if p not in self._seen:  # no gradient this step: contribute zeros
@@ -114,19 +187,29 @@ class GradientBuckets:
         self._launch_ready()
         scale = 1.0 / self.comm.size if self.average else 1.0
         for b, group in enumerate(self.buckets):
-            buf = self._requests[b].wait()
-            if scale != 1.0:
-                buf *= np.float32(scale)
+            t0 = time.perf_counter()
+            self._done[b].wait()
+            # Time the main thread spends here is communication that backward did not hide.
+            self.comm.stats.comm_s += time.perf_counter() - t0
+            if self._reducer is not None and self._reducer.error is not None:
+                raise self._reducer.error
+            buf = self._buffers[b]
             for p in group:
                 _, lo, hi = self._slot[p]
                 flat = torch.from_numpy(buf[lo:hi]).view_as(p)
                 if p.grad is None:
-                    p.grad = flat.to(p.device, p.dtype).clone()
-                else:
-                    p.grad.copy_(flat)
-        self._active = False
+                    p.grad = torch.empty_like(p)
+                # Scaling while copying back: one pass over the bucket instead of two.
+                torch.mul(flat.to(p.grad.device), scale, out=p.grad)
 
     def remove(self):
-        """Detach the hooks from the model."""
+        """Detach the hooks from the model and stop the communication thread."""
         for h in self._handles:
             h.remove()
+        if self._reducer is not None:
+            self._reducer.jobs.put(None)
+            # After an error in the middle of a step a bucket may wait forever for a peer
+            # that is gone; the daemon thread is then left behind rather than joined.
+            if not self._active and all(d.is_set() for d in getattr(self, "_done", [])):
+                self._reducer.join()
+            self._reducer = None

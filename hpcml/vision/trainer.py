@@ -126,7 +126,8 @@ def check_checkpoint_matches(meta, arrays, model, arch):
                              collective=True)
 
 
-def train(model, arch, data, comm, config, checkpointer=None, device=None, show_progress=False):
+def train(model, arch, data, comm, config, checkpointer=None, device=None, show_progress=False,
+          on_epoch=None):
     """Train ``model`` on ``data`` across the ranks of ``comm``.
 
     Parameters
@@ -145,6 +146,10 @@ def train(model, arch, data, comm, config, checkpointer=None, device=None, show_
         Default :func:`pick_device`.
     show_progress : bool
         Progress bar on rank 0 (stderr).
+    on_epoch : callable, optional
+        Called on every rank after each epoch with that epoch's metrics (the
+        dict described below), outside the epoch's timing; it may communicate,
+        since every rank calls it at the same point.
 
     Returns
     -------
@@ -230,6 +235,8 @@ def train(model, arch, data, comm, config, checkpointer=None, device=None, show_
                        "accuracy": float(totals[:, 1].sum() / max(n_seen, 1)),
                        "seconds": seconds, "samples_per_s": float(n_seen / max(seconds, 1e-9))}
             epochs.append(metrics)
+            if on_epoch is not None:
+                on_epoch(metrics)
         if checkpointer is not None and steps_here and not checkpointer.due(global_step):
             checkpointer.save(global_step, **_state(model, optimizer, arch, config.epochs, 0,
                                                     device))

@@ -41,11 +41,14 @@ flat = np.concatenate([g.ravel() for g in mine])[None, :]
 every = comm.allgatherv(flat)
 expected = every.mean(axis=0)
 
-buckets = GradientBuckets(model, comm, bucket_bytes=2048)
+buckets = GradientBuckets(model, comm, bucket_bytes=2048, first_bucket_bytes=512)
 assert len(buckets.bucket_sizes) > 5, buckets.bucket_sizes
-# Every bucket holds at most 2 KiB unless a single parameter is larger.
-for group, size in zip(buckets.buckets, buckets.bucket_sizes):
-    assert size * 4 <= 2048 or len(group) == 1
+# A bucket is closed by the parameter that brings it to its limit (512 B for the first).
+for b, (group, size) in enumerate(zip(buckets.buckets, buckets.bucket_sizes)):
+    limit = 512 if b == 0 else 2048
+    last = group[-1].numel()
+    assert (size - last) * 4 < limit, (b, size, last)
+    assert size * 4 >= limit or b == len(buckets.buckets) - 1, (b, size)
 # Buckets follow the reverse registration order, each parameter exactly once.
 order = [p for group in buckets.buckets for p in group]
 assert [id(p) for p in order] == [id(p) for p in reversed(params)]
