@@ -52,6 +52,41 @@ def test_mh_sweep_matches_reference(separate):
         np.testing.assert_array_equal(nloc, rloc)
 
 
+def test_progressive_init_matches_reference_and_beats_random():
+    corpus, _, _ = lda_corpus(40, 30, 3, 25, seed=12, length_spread=1.0)
+    n_topics, beta = 6, 0.05
+    doc_ptr, words = corpus.tokens()
+    alpha = np.array([0.3, 0.1, 0.5, 0.2, 0.05, 0.1])
+    wptr, tpos = K.word_index(words, corpus.n_words)
+    nwk = np.zeros((corpus.n_words, n_topics), np.int32)
+    nk = np.zeros(n_topics, np.int64)
+    state = K.seed_state(5)
+    st_ref = state.copy()
+    z, zw = K.progressive_init(doc_ptr, words, nwk, nk, alpha, beta, state, wptr=wptr,
+                               tpos=tpos, mh_steps=2)
+    rnwk, rnk = np.zeros_like(nwk), np.zeros_like(nk)
+    prob, alias = K.alias_table(alpha)
+    rz, rzw = ref.progressive_init(doc_ptr, words, rnwk, rnk, alpha, prob, alias, beta, 2,
+                                   wptr, tpos, st_ref)
+    np.testing.assert_array_equal(z, rz)
+    np.testing.assert_array_equal(zw, rzw)
+    np.testing.assert_array_equal(nwk, rnwk)
+    assert state[0] == st_ref[0]
+    # The counts returned are those of z.
+    cnwk, cnk = np.zeros_like(nwk), np.zeros_like(nk)
+    K.count_topics(doc_ptr, words, z, cnwk, cnk)
+    np.testing.assert_array_equal(nwk, cnwk)
+    np.testing.assert_array_equal(nk, cnk)
+
+    def ll(zz):
+        return ref.joint_log_likelihood(doc_ptr, words, zz, alpha, beta, corpus.n_words)
+    rand = [ll(np.random.default_rng(s).integers(0, n_topics, words.size)) for s in range(5)]
+    # Sequential draws give a far likelier start than uniform topics.
+    assert ll(z) > max(rand) + 0.05 * abs(max(rand))
+    with pytest.raises(ValueError, match="zero"):
+        K.progressive_init(doc_ptr, words, nwk, nk, alpha, beta, state, wptr=wptr, tpos=tpos)
+
+
 def test_dense_sweep_matches_reference():
     corpus, _, _ = lda_corpus(8, 12, 3, 10, seed=5, length_spread=1.0)
     doc_ptr, words, z, nwk, nk = _state(corpus, 4, 3, np.int32, np.int64)
