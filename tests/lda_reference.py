@@ -133,10 +133,11 @@ def joint_log_likelihood(doc_ptr, words, z, alpha, beta, V):
 
 
 def progressive_init(doc_ptr, words, nwk, nk, alpha, prob, alias, beta, steps, wptr, tpos,
-                     state):
-    """Sequential initialisation: each token from MH against the tokens placed before."""
+                     state, smooth, nloc):
+    """Sequential initialisation: each token from MH against the tokens placed before
+    (plus the unplaced ones spread evenly, weighted by ``smooth``)."""
     rng = Stream(state)
-    K, V = len(nk), nwk.shape[0]
+    K, V, N = len(nk), nwk.shape[0], len(words)
     asum = float(alpha.sum())
     z = np.zeros(len(words), np.int64)
     zw = np.zeros(len(words), np.int64)
@@ -151,9 +152,13 @@ def progressive_init(doc_ptr, words, nwk, nk, alpha, prob, alias, beta, steps, w
         for i in range(t0, t1):
             w = words[i]
             nw, L = tpos[i] - wptr[w], i - t0
+            bd = smooth * (t1 - i) / K
+            bw = smooth * (wptr[w + 1] - tpos[i]) / K
+            bk = smooth * (N - i) / K
 
             def pi(k):
-                return (ndk[k] + alpha[k]) * (nwk[w, k] + beta) / (nk[k] + V * beta)
+                return ((ndk[k] + bd + alpha[k]) * (nwk[w, k] + bw + beta)
+                        / (nk[k] + bk + V * beta))
             s = word_draw(w, nw)
             ps = pi(s)
             for _ in range(steps):
@@ -166,11 +171,13 @@ def progressive_init(doc_ptr, words, nwk, nk, alpha, prob, alias, beta, steps, w
                 t = word_draw(w, nw)
                 if t != s:
                     pt = pi(t)
-                    if accept(rng, pt * (nwk[w, s] + beta), ps * (nwk[w, t] + beta)):
+                    if accept(rng, pt * (nloc[w, s] + beta), ps * (nloc[w, t] + beta)):
                         s, ps = t, pt
             z[i] = zw[tpos[i]] = s
             ndk[s] += 1
             nwk[w, s] += 1
             nk[s] += 1
+            if nloc is not nwk:
+                nloc[w, s] += 1
     state[0] = rng.x
     return z, zw

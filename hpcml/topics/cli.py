@@ -132,7 +132,7 @@ def register(subparsers, common):
     g.add_argument("--mh-steps", type=int, default=2, help="proposal pairs per token (mh)")
     g.add_argument("--init", choices=INITS, default="random",
                    help="initial topics: random, or progressive (each token drawn given the "
-                        "tokens before it; a far better start at large K)")
+                        "tokens before it; costs about a sweep, saves many at large K)")
     g = train.add_argument_group("distribution")
     g.add_argument("--sync-every", type=float, default=0.5, metavar="FRACTION",
                    help="fraction of a sweep between count exchanges (default 0.5)")
