@@ -15,6 +15,7 @@ hold them, which is the fair baseline.
 
 import os
 import shutil
+import tempfile
 import time
 
 import numpy as np
@@ -64,6 +65,7 @@ class SparkBaseline:
         self.driver_memory = driver_memory
         self.spark = None
         self.startup_s = None
+        self._checkpoints = None
 
     def __enter__(self):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -81,6 +83,11 @@ class SparkBaseline:
                       .config("spark.default.parallelism", str(self.cores))
                       .getOrCreate())
         self.spark.sparkContext.setLogLevel("ERROR")
+        # EM LDA's graph lineage grows with every iteration; without a
+        # checkpoint directory its checkpointInterval is ignored and a long
+        # run dies of a StackOverflowError in the JVM.
+        self._checkpoints = tempfile.mkdtemp(prefix="hpcml-spark-checkpoints-")
+        self.spark.sparkContext.setCheckpointDir(self._checkpoints)
         self.startup_s = time.perf_counter() - start
         return self
 
@@ -88,6 +95,9 @@ class SparkBaseline:
         if self.spark is not None:
             self.spark.stop()
             self.spark = None
+        if self._checkpoints is not None:
+            shutil.rmtree(self._checkpoints, ignore_errors=True)
+            self._checkpoints = None
 
     @property
     def sc(self):

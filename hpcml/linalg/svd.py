@@ -25,6 +25,9 @@ from hpcml.linalg.tsqr import tsqr_svd
 
 log = logging.getLogger("hpcml")
 
+#: Dense matrices at most this wide are decomposed by one TSQR pass.
+NARROW = 64
+
 METHODS = ("auto", "gram", "lanczos", "golub-kahan", "tsqr", "randomized")
 
 #: Default ``max_iter`` of each iterative method (ARPACK restarts,
@@ -103,6 +106,10 @@ def choose_method(shape, k, sparse):
     """
     m, n = shape
     small = min(m, n)
+    if not sparse and n <= NARROW:
+        # One pass of TSQR costs about n/2 passes of A^T A v; ARPACK needs
+        # more products than that for any k when n is this small.
+        return "tsqr", f"n = {n} is narrow (<= {NARROW}): one pass of TSQR gives every triplet exactly"
     if not sparse and n <= 1000 and k > n // 10:
         return "tsqr", f"n = {n} is narrow and k = {k} > n/10: one pass of TSQR gives every triplet exactly"
     if k <= max(small // 10, 1) or sparse:

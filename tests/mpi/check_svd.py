@@ -129,6 +129,9 @@ assert orthonormality(whole(r.U)) <= 1e-10
 # -- auto ---------------------------------------------------------------------------------------
 assert choose_method((10**6, 200), 100, False)[0] == "tsqr"
 assert choose_method((10**6, 10**5), 20, True)[0] == "lanczos"
+assert choose_method((10**6, 40), 3, False)[0] == "tsqr"
+assert choose_method((10**6, 40), 3, True)[0] == "lanczos"
+assert choose_method((10**6, 200), 3, False)[0] == "lanczos"
 assert choose_method((20000, 2000), 1000, False)[0] == "randomized"
 r = svd(A, 2)
 assert r.method in EXACT and r.reason
