@@ -1,6 +1,7 @@
 """The conic solver against scikit-learn, Spark MLlib and HiGHS, side by side; prints ratios.
 
     python bench/conic.py [--rows 100000] [--cols 500] [--no-spark] [--no-lp]
+    python bench/conic.py --no-lasso [--lp-rows 2500 --lp-cols 5000 --lp-density 0.01]
 
 LASSO (A m×n Gaussian, 25-sparse truth, noise): each candidate is timed at
 the loosest of its own tolerances that brings its objective within 1e-8
@@ -12,9 +13,16 @@ a Fortran-ordered copy made before timing; Spark's ``LinearRegression``
 (elasticNetParam=1, standardization=False) runs in ``local[2]`` with its
 JVM start-up and data loading reported apart from the fit.
 
-LP: a random sparse LP with a known optimum and the classic MPS models of
-the tests, hpcml (smoothed conic dual) against HiGHS: time, relative
-objective difference, constraint violation and both statuses.
+LP: a random sparse LP in the shape of TFOCS's ``test_LinearProgram``
+(2500 equality rows, 5000 columns, density 0.01, uniform entries; see
+``hpcml.optim.synthetic.tfocs_lp``: built around a known optimal pair, so
+the objective is checked against the construction even where HiGHS does not
+finish within ``--highs-time-limit``), hpcml at 1 and 2 ranks (under
+mpiexec, data read before the clock starts) against HiGHS (scipy
+``linprog``), then the classic MPS models of the tests at 1 rank: time,
+the ratio hpcml/HiGHS, the objective's relative difference (from HiGHS's,
+or from the construction's when HiGHS hit its time limit: the ratio is then
+an upper bound, printed with ``<``), constraint violation and both statuses.
 """
 
 import argparse
@@ -196,46 +204,103 @@ def bench_spark(A, b, lam, objective, best):
 # -- LP ---------------------------------------------------------------------------------------
 
 
-def lp_row(name, c, A_eq, b_eq, A_ub, b_ub, lower, upper, repeats, known=None):
+def lp_worker(args):
+    """Under mpiexec: read this rank's rows of the LP, solve once, print the result on rank 0."""
+    from hpcml.io.hdf5 import read_matrix, read_replicated, read_rows
+
+    comm = Comm.world()
+    A = read_matrix(f"{args.data}:/A_eq", comm)
+    b, _ = read_rows(f"{args.data}:/b_eq", comm)
+    c = read_replicated(f"{args.data}:/c", comm)
+    comm.barrier()
+    start = time.perf_counter()
+    out = problems.lp(c, A, b, mu=args.mu, tol=args.tol, max_outer=args.max_outer)
+    seconds = comm.allreduce_scalar(time.perf_counter() - start, "max")
+    if comm.rank == 0:
+        print(json.dumps({"seconds": seconds, "x": out["x"].tolist(), "status": out["status"],
+                          "iterations": out["iterations"], "outer": out["outer"]}))
+
+
+def run_lp_ranks(ranks, data, args):
+    from hpcml.launch import mpiexec_path
+    command = [mpiexec_path(), "-n", str(ranks), sys.executable, os.path.abspath(__file__), "--lp-worker",
+               "--data", data, "--mu", repr(args.lp_mu), "--tol", repr(args.lp_tol),
+               "--max-outer", str(args.lp_max_outer)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    if done.returncode:
+        raise RuntimeError(done.stderr)
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    return got["seconds"], {"x": np.array(got["x"]), "status": got["status"],
+                            "iterations": got["iterations"], "outer": got["outer"]}
+
+
+def highs_solve(c, A_eq, b_eq, A_ub, b_ub, lower, upper, time_limit):
     from scipy.optimize import linprog
-    comm = Comm.self_comm()
-    De = DistMatrix(A_eq, comm) if A_eq is not None else None
-    Du = DistMatrix(A_ub, comm) if A_ub is not None else None
     bounds = [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None) for lo, hi in zip(lower, upper)]
-    results = {}
-    medians = compare({
-        "hpcml": lambda: results.__setitem__("hpcml", problems.lp(c, De, b_eq, Du, b_ub, (lower, upper))),
-        "highs": lambda: results.__setitem__("highs", linprog(c, A_eq=A_eq, b_eq=b_eq, A_ub=A_ub, b_ub=b_ub,
-                                                             bounds=bounds, method="highs")),
-    }, repeats=repeats, warmup=0)
-    ours, ref = results["hpcml"], results["highs"]
-    highs_status = {0: "optimal", 2: "infeasible", 3: "unbounded"}.get(ref.status, f"status {ref.status}")
-    if ref.status == 0:
-        x = ours["x"]
-        viol = 0.0
-        for A, b, eq in ((A_eq, b_eq, True), (A_ub, b_ub, False)):
-            if A is not None:
-                d = A @ x - b
-                viol = max(viol, float((np.abs(d) if eq else np.maximum(d, 0)).max()) / (1 + np.abs(b).max()))
-        rel = abs(ours["objective"] - ref.fun) / max(abs(ref.fun), 1e-300)
-        accuracy = f"{rel:>10.1e} {viol:>10.1e}"
+    start = time.perf_counter()
+    ref = linprog(c, A_eq=A_eq, b_eq=b_eq, A_ub=A_ub, b_ub=b_ub, bounds=bounds, method="highs",
+                  options={"time_limit": time_limit})
+    status = {0: "optimal", 1: "time limit", 2: "infeasible", 3: "unbounded"}.get(ref.status, f"status {ref.status}")
+    return time.perf_counter() - start, ref, status
+
+
+def violation(x, A_eq, b_eq, A_ub, b_ub):
+    worst = 0.0
+    for A, b, eq in ((A_eq, b_eq, True), (A_ub, b_ub, False)):
+        if A is not None:
+            d = A @ x - b
+            worst = max(worst, float((np.abs(d) if eq else np.maximum(d, 0)).max()) / (1 + np.abs(b).max()))
+    return worst
+
+
+HEADER = (f"{'problem':<34} {'hpcml status':>14} {'HiGHS':>11} {'hpcml s':>9} {'HiGHS s':>9} {'hpcml/HiGHS':>11} "
+          f"{'rel. obj':>10} {'violation':>10} {'iterations':>10}")
+
+
+def lp_line(name, seconds, ours, highs_seconds, ref, highs_status, A_eq, b_eq, A_ub, b_ub, c, known=None):
+    """One row; the objective is compared with HiGHS's, or with the construction's when HiGHS did not finish."""
+    if highs_status == "optimal" or known is not None:
+        best = ref.fun if highs_status == "optimal" else known
+        rel = abs(float(c @ ours["x"]) - best) / max(abs(best), 1e-300)
+        accuracy = f"{rel:>10.1e} {violation(ours['x'], A_eq, b_eq, A_ub, b_ub):>10.1e}"
     else:
         accuracy = f"{'-':>10} {'-':>10}"
-    print(f"{name:<30} {ours['status']:>14} {highs_status:>11} {medians['hpcml']:>9.3f} {medians['highs']:>9.3f} "
-          f"{medians['hpcml'] / medians['highs']:>8.1f} {accuracy} {ours['iterations']:>9}")
+    ratio = seconds / highs_seconds
+    ratio = f"{'<' if highs_status == 'time limit' else ''}{ratio:.2f}"
+    print(f"{name:<34} {ours['status']:>14} {highs_status:>11} {seconds:>9.2f} {highs_seconds:>9.2f} {ratio:>11} "
+          f"{accuracy} {ours['iterations']:>10}", flush=True)
 
 
 def bench_lp(args):
     from hpcml.io.mps import read_mps
+    from hpcml.optim.synthetic import tfocs_lp
     from lp_models import CLASSIC, INFEASIBLE, UNBOUNDED
 
-    print(f"\nLP: hpcml (SCD, μ=0.03, tol 1e-6, 1 rank) vs HiGHS; median of {args.lp_repeats}")
-    print(f"{'problem':<30} {'hpcml status':>14} {'HiGHS':>11} {'hpcml s':>9} {'HiGHS s':>9} {'ratio':>8} "
-          f"{'rel. obj':>10} {'violation':>10} {'iterations':>9}")
-    lp = random_lp(args.lp_rows, args.lp_cols, args.lp_density, np.random.default_rng(args.seed))
-    n = lp["c"].size
-    lp_row(f"random {args.lp_rows}x{args.lp_cols} d={args.lp_density}", lp["c"], lp["A_eq"], lp["b_eq"],
-           None, None, np.zeros(n), np.full(n, np.inf), args.lp_repeats)
+    m, n = args.lp_rows, args.lp_cols
+    make = tfocs_lp if args.lp_kind == "tfocs" else random_lp
+    lp = make(m, n, args.lp_density, np.random.default_rng(args.seed))
+    c, A, b = lp["c"], lp["A_eq"], lp["b_eq"]
+    print(f"\nLP: hpcml (SCD, μ={args.lp_mu}, tol {args.lp_tol:g}) vs HiGHS (time limit {args.highs_time_limit:g} s); "
+          f"{args.lp_kind} LP {m}x{n}, density {args.lp_density}, optimum {lp['objective']:.10g} known "
+          "from the construction")
+    print(HEADER)
+    highs_seconds, ref, highs_status = highs_solve(c, A, b, None, None, np.zeros(n), np.full(n, np.inf),
+                                                   args.highs_time_limit)
+    if highs_status == "optimal":
+        print(f"HiGHS objective vs the construction's: {abs(ref.fun - lp['objective']) / abs(lp['objective']):.1e} relative")
+    with tempfile.TemporaryDirectory() as folder:
+        from hpcml.io.hdf5 import write_matrix
+        data = os.path.join(folder, "lp.h5")
+        with h5py.File(data, "w") as handle:
+            handle["c"], handle["b_eq"] = c, b
+        write_matrix(f"{data}:/A_eq", A)
+        for ranks in args.lp_ranks:
+            seconds, ours = run_lp_ranks(ranks, data, args)
+            lp_line(f"{args.lp_kind} {m}x{n}, {ranks} rank{'s' if ranks > 1 else ''}", seconds, ours,
+                    highs_seconds, ref, highs_status, A, b, None, None, c, lp["objective"])
+    if args.no_mps:
+        return
+    comm = Comm.self_comm()
     with tempfile.TemporaryDirectory() as folder:
         for name, text in list(CLASSIC.items()) + [("infeasible", INFEASIBLE), ("unbounded", UNBOUNDED)]:
             path = os.path.join(folder, f"{name}.mps")
@@ -243,9 +308,17 @@ def bench_lp(args):
                 handle.write(text)
             model = read_mps(path)
             A_eq, b_eq, A_ub, b_ub = model.standard_rows()
-            lp_row(f"{name}.mps", model.c, A_eq if A_eq.shape[0] else None, b_eq if A_eq.shape[0] else None,
-                   A_ub if A_ub.shape[0] else None, b_ub if A_ub.shape[0] else None,
-                   model.lower, model.upper, args.lp_repeats)
+            A_eq, b_eq = (A_eq, b_eq) if A_eq.shape[0] else (None, None)
+            A_ub, b_ub = (A_ub, b_ub) if A_ub.shape[0] else (None, None)
+            result = {}
+            medians = compare({"hpcml": lambda: result.__setitem__("hpcml", problems.lp(
+                model.c, None if A_eq is None else DistMatrix(A_eq, comm), b_eq,
+                None if A_ub is None else DistMatrix(A_ub, comm), b_ub, (model.lower, model.upper),
+                mu=args.lp_mu, tol=args.lp_tol))}, repeats=args.lp_repeats, warmup=0)
+            highs_seconds, ref, highs_status = highs_solve(model.c, A_eq, b_eq, A_ub, b_ub, model.lower,
+                                                           model.upper, args.highs_time_limit)
+            lp_line(f"{name}.mps, 1 rank", medians["hpcml"], result["hpcml"], highs_seconds, ref, highs_status,
+                    A_eq, b_eq, A_ub, b_ub, model.c)
 
 
 def main():
@@ -259,12 +332,24 @@ def main():
     parser.add_argument("--lp-rows", type=int, default=2500)
     parser.add_argument("--lp-cols", type=int, default=5000)
     parser.add_argument("--lp-density", type=float, default=0.01)
+    parser.add_argument("--lp-kind", choices=["tfocs", "normal"], default="tfocs",
+                        help="tfocs: TFOCS test_LinearProgram's distributions (uniform entries); "
+                        "normal: Gaussian entries (synthetic.random_lp)")
+    parser.add_argument("--lp-ranks", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--lp-mu", type=float, default=1e-3)
+    parser.add_argument("--lp-tol", type=float, default=1e-5)
+    parser.add_argument("--lp-max-outer", type=int, default=500)
+    parser.add_argument("--highs-time-limit", type=float, default=600.0)
     parser.add_argument("--lp-repeats", type=int, default=1)
+    parser.add_argument("--no-mps", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-spark", action="store_true")
     parser.add_argument("--no-lasso", action="store_true")
     parser.add_argument("--no-lp", action="store_true")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--lp-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mu", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--max-outer", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--lam", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--method", default="AT", help=argparse.SUPPRESS)
@@ -273,6 +358,8 @@ def main():
     args = parser.parse_args()
     if args.worker:
         return worker(args)
+    if args.lp_worker:
+        return lp_worker(args)
     if not args.no_lasso:
         bench_lasso(args)
     if not args.no_lp:

@@ -15,7 +15,7 @@ from hpcml.optim import prox as P
 from hpcml.optim import smooth as S
 from hpcml.optim.algorithms import METHODS, minimize
 from hpcml.optim.space import Space
-from hpcml.optim.synthetic import lasso_problem, random_lp
+from hpcml.optim.synthetic import lasso_problem, random_lp, tfocs_lp
 from lp_models import CLASSIC, INFEASIBLE, UNBOUNDED, fixed_format
 
 COMM = Comm.self_comm()
@@ -265,6 +265,16 @@ def check_against_highs(out, ref, c, A_eq, b_eq, A_ub, b_ub):
         assert np.maximum(A_ub @ x - b_ub, 0).max() <= 1e-5 * scale
 
 
+def check_marginals(out, ref, tol=1e-4):
+    """The multipliers against HiGHS's (same sign convention), relative to their size."""
+    pairs = [("reduced_costs", ref.lower.marginals + ref.upper.marginals)]
+    pairs += [(f"marginals_{kind}", getattr(ref, field).marginals)
+              for kind, field in (("eq", "eqlin"), ("ub", "ineqlin")) if f"marginals_{kind}" in out]
+    for key, expected in pairs:
+        error = np.abs(out[key] - expected).max(initial=0.0)
+        assert error <= tol * max(1.0, np.abs(expected).max(initial=0.0)), (key, error)
+
+
 @pytest.mark.parametrize("seed,inequalities", [(11, 0), (16, 8), (13, 20)])
 def test_random_lps_match_highs(seed, inequalities):
     lp = random_lp(15, 40, 0.25, np.random.default_rng(seed), inequalities)
@@ -274,6 +284,43 @@ def test_random_lps_match_highs(seed, inequalities):
     ref = highs(lp["c"], lp["A_eq"], lp["b_eq"], lp["A_ub"], lp["b_ub"], np.zeros(n), np.full(n, np.inf))
     check_against_highs(out, ref, lp["c"], lp["A_eq"], lp["b_eq"], lp["A_ub"], lp["b_ub"])
     assert abs(ref.fun - lp["objective"]) <= 1e-7 * abs(lp["objective"])
+
+
+def test_tfocs_shaped_lp_has_the_optimum_it_was_built_around():
+    lp = tfocs_lp(20, 40, 0.6, np.random.default_rng(1))
+    A, b, c, x_star, y_star = lp["A_eq"], lp["b_eq"], lp["c"], lp["x_star"], lp["y_star"]
+    n = c.size
+    assert A.min() >= 0 and np.count_nonzero(x_star) == 20 and x_star.min() >= 0
+    reduced = c - A.T @ y_star
+    assert reduced.min() >= -1e-12 and abs(reduced @ x_star) <= 1e-9
+    ref = highs(c, A, b, None, None, np.zeros(n), np.full(n, np.inf))
+    assert abs(ref.fun - lp["objective"]) <= 1e-9 * abs(lp["objective"])
+    out = problems.lp(c, dist(A), b)
+    check_against_highs(out, ref, c, A, b, None, None)
+    # With independent support columns the multipliers are unique: y* itself.  Their
+    # error grows with the support's condition number (2e-3 at 7e3 on a sparser
+    # draw), so this draw is a well-conditioned one.
+    assert np.linalg.cond(A[:, x_star > 0].toarray()) < 100
+    np.testing.assert_allclose(ref.eqlin.marginals, y_star, atol=1e-8)
+    check_marginals(out, ref)
+
+
+@pytest.mark.parametrize("seed,inequalities", [(11, 0), (16, 8), (12, 5)])
+def test_lp_multipliers_match_highs(seed, inequalities):
+    lp = random_lp(15, 40, 0.5, np.random.default_rng(seed), inequalities)
+    n = lp["c"].size
+    # The multipliers are unique (so comparable) when the active rows restricted to
+    # the optimum's support have full row rank.
+    active = [lp["A_eq"].toarray()]
+    if inequalities:
+        active.append(lp["A_ub"].toarray()[lp["A_ub"] @ lp["x_star"] >= lp["b_ub"]])
+    active = np.vstack(active)[:, lp["x_star"] > 0]
+    assert np.linalg.matrix_rank(active) == active.shape[0]
+    out = problems.lp(lp["c"], dist(lp["A_eq"]), lp["b_eq"],
+                      None if lp["A_ub"] is None else dist(lp["A_ub"]), lp["b_ub"])
+    ref = highs(lp["c"], lp["A_eq"], lp["b_eq"], lp["A_ub"], lp["b_ub"], np.zeros(n), np.full(n, np.inf))
+    check_against_highs(out, ref, lp["c"], lp["A_eq"], lp["b_eq"], lp["A_ub"], lp["b_ub"])
+    check_marginals(out, ref)
 
 
 def solve_mps(path, fmt="free"):
@@ -293,6 +340,7 @@ def test_classic_mps_lps_match_highs(tmp_path, name):
     A_ub, b_ub = (A_ub, b_ub) if A_ub.shape[0] else (None, None)
     ref = highs(model.c, A_eq, b_eq, A_ub, b_ub, model.lower, model.upper)
     check_against_highs(out, ref, model.c, A_eq, b_eq, A_ub, b_ub)
+    check_marginals(out, ref)
 
 
 def test_known_optima_of_the_classic_lps(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import hpcml, mpi_script
 from hpcml.comm import Comm
+from hpcml.io import read_matrix
 from hpcml.optim import linop, prox, smooth
 from hpcml.optim.algorithms import minimize
 from lp_models import CLASSIC, INFEASIBLE
@@ -52,15 +53,31 @@ def test_lasso_command_matches_scikit_learn(tmp_path):
 def test_lp_command_reads_mps_and_hdf5(tmp_path):
     mps = tmp_path / "wyndor.mps"
     mps.write_text(CLASSIC["wyndor"])
-    got = summary(hpcml(2, "lp", "--input", mps, "--json"))
+    got = summary(hpcml(2, "lp", "--input", mps, "--json", "--output", tmp_path / "w.h5"))
     assert got["status"] == "converged" and abs(got["objective"] - 36.0) <= 1e-5 * 36
+    with h5py.File(tmp_path / "w.h5", "r") as handle:
+        # Hillier & Lieberman's shadow prices of the three plants (the profit maximised).
+        np.testing.assert_allclose(handle["marginals/rows"][()], [0.0, 1.5, 1.0], atol=1e-5)
+        np.testing.assert_allclose(handle["reduced_costs"][()], [0.0, 0.0], atol=1e-5)
     data = tmp_path / "lp.h5"
     made = summary(hpcml(1, "data", "lp", "--rows", 3 * 5 + 1, "--cols", 30, "--inequalities", 4,
                          "--density", 0.3, "--seed", 18, "--output", data, "--json"))
-    got = summary(hpcml(3, "lp", "--input", data, "--json", "--output", tmp_path / "x.h5"))
+    got = summary(hpcml(3, "lp", "--input", data, "--mu", 0.01, "--json", "--output", tmp_path / "x.h5"))
     assert got["status"] == "converged"
     assert abs(got["objective"] - made["objective"]) <= 1e-5 * abs(made["objective"])
     assert got["primal_residual"] <= 1e-5
+    # The multipliers written rank by rank certify the optimum:
+    # c = A_eqᵀλ_eq + A_ubᵀλ_ub + r, λ_ub ≤ 0, r ≥ 0 (x ≥ 0) and bᵀλ = cᵀx.
+    with h5py.File(data, "r") as handle:
+        A_eq, A_ub = (read_matrix(f"{data}:/{key}", Comm.self_comm()).local for key in ("A_eq", "A_ub"))
+        c, b_eq, b_ub = (handle[key][()] for key in ("c", "b_eq", "b_ub"))
+    with h5py.File(tmp_path / "x.h5", "r") as handle:
+        eq, ub, r = (handle[key][()] for key in ("marginals/eq", "marginals/ub", "reduced_costs"))
+    assert eq.shape == b_eq.shape and ub.shape == b_ub.shape
+    np.testing.assert_allclose(A_eq.T @ eq + A_ub.T @ ub + r, c, atol=1e-10)
+    size = max(1.0, np.abs(c).max())
+    assert ub.max() <= 1e-5 * size and r.min() >= -1e-5 * size
+    assert abs(b_eq @ eq + b_ub @ ub - made["objective"]) <= 1e-5 * abs(made["objective"])
 
 
 def test_lp_command_reports_infeasible_and_bad_mps(tmp_path):

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from hpcml import jobs
@@ -42,3 +44,25 @@ def test_bad_overrides(tmp_path, override, message):
     path.write_text('workload = "stats"\n')
     with pytest.raises(InputError, match=message):
         jobs.load(path, [override])
+
+
+SHIPPED = sorted(p.name for p in (Path(__file__).parent.parent / "jobs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_job_spec_is_valid(name):
+    """Each file in jobs/ is a step list naming existing specs, or a spec its subcommand accepts."""
+    import tomllib
+
+    from hpcml.cli import build_parser
+
+    path = Path(__file__).parent.parent / "jobs" / name
+    with open(path, "rb") as handle:
+        steps = tomllib.load(handle).get("steps")
+    if steps is not None:
+        assert steps and all((path.parent / step).is_file() for step in steps)
+        return
+    spec = jobs.load(str(path))
+    root = build_parser()
+    parsed = root.parse_args([*spec.workload, *jobs.to_argv(spec, jobs.resolve(spec, root))])
+    assert parsed.command == spec.workload[0]

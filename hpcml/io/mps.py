@@ -47,6 +47,33 @@ class LinearProgram:
         b_ub = np.concatenate([self.row_upper[up], -self.row_lower[lo]])
         return A[eq], self.row_upper[eq], A_ub, b_ub
 
+    def row_marginals(self, marginals_eq, marginals_ub):
+        """Multipliers of :meth:`standard_rows`' rows back on the file's rows.
+
+        Parameters
+        ----------
+        marginals_eq, marginals_ub : numpy.ndarray
+            Sensitivities of the minimised objective to ``b_eq`` and
+            ``b_ub`` (all rows, in :meth:`standard_rows`' order).
+
+        Returns
+        -------
+        numpy.ndarray
+            One value per row of ``A``: the sensitivity of the file's
+            objective (its own sense) to the row's active bound.  A ``≥``
+            row was negated, so its multiplier changes sign; a ranged row
+            sums its two halves (at most one is nonzero at an optimum);
+            a free row gets 0.
+        """
+        eq = np.flatnonzero(self.row_lower == self.row_upper)
+        up = np.flatnonzero((self.row_lower != self.row_upper) & np.isfinite(self.row_upper))
+        lo = np.flatnonzero((self.row_lower != self.row_upper) & np.isfinite(self.row_lower))
+        rows = np.zeros(self.A.shape[0])
+        rows[eq] = marginals_eq
+        np.add.at(rows, up, marginals_ub[:up.size])
+        np.add.at(rows, lo, -np.asarray(marginals_ub[up.size:]))
+        return self.sense * rows
+
 
 def _number(text, path, lineno):
     try:

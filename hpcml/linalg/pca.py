@@ -9,12 +9,38 @@ reports explained variance as a share of the **total** variance
 ``computePrincipalComponentsAndExplainedVariance`` does.
 """
 
+import logging
+
 import numpy as np
 
 from hpcml.distmat import DistMatrix
 from hpcml.errors import InputError
 from hpcml.linalg.operator import RowOperator
-from hpcml.linalg.svd import svd
+from hpcml.linalg.svd import choose_method, svd
+
+log = logging.getLogger(__name__)
+
+
+def choose_pca_method(shape, k, sparse):
+    """The method PCA's ``auto`` runs, and why.
+
+    Principal components need the covariance's eigenvalues only to
+    ``ε·λ₁``, so squaring the condition number costs PCA nothing: for dense
+    data with few columns and many more rows, one pass forming the ``n × n``
+    covariance (BLAS-3) beats the many memory-bound passes of an iterative
+    solver, whose convergence also slows on the flat spectra PCA often sees.
+    That is scikit-learn's ``covariance_eigh`` rule and what Spark's PCA
+    always does.  Otherwise the choice is :func:`hpcml.linalg.svd.choose_method`'s.
+
+    Returns
+    -------
+    (str, str)
+    """
+    m, n = shape
+    if not sparse and n <= 1000 and m >= 10 * n:
+        return "gram", (f"n = {n} columns and m >= 10 n rows: one pass forms the covariance "
+                        "and LAPACK's eigh gives every component")
+    return choose_method(shape, k, sparse)
 
 
 def _as_distmat(X, comm):
@@ -47,7 +73,11 @@ class _Base:
         self.allow_partial = allow_partial
 
     def _decompose(self, A, mean):
-        result = svd(A, self.n_components, method=self.method, tol=self.tol, max_iter=self.max_iter,
+        method = self.method
+        if method == "auto" and mean is not None:
+            method, reason = choose_pca_method(A.shape, self.n_components, A.issparse)
+            log.info("pca: method %s: %s", method, reason)
+        result = svd(A, self.n_components, method=method, tol=self.tol, max_iter=self.max_iter,
                      seed=self.seed, allow_partial=self.allow_partial, mean=mean, compute_u=True)
         _flip_signs(result)
         self.result_ = result
@@ -125,7 +155,8 @@ class PCA(_Base):
     whiten : bool
         Scale the transformed columns to unit variance.
     method, tol, max_iter, seed, allow_partial
-        Passed to :func:`hpcml.linalg.svd`.
+        Passed to :func:`hpcml.linalg.svd`; ``method="auto"`` is chosen by
+        :func:`choose_pca_method`.
 
     Attributes
     ----------

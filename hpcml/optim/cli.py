@@ -55,7 +55,7 @@ def register(subparsers, common):
     lp.add_argument("--input", required=True,
                     help="model.mps, or model.h5 holding c, lower, upper and A_eq/b_eq and/or A_ub/b_ub")
     lp.add_argument("--mps-format", choices=["free", "fixed"], default="free")
-    lp.add_argument("--mu", type=float, default=0.03, help="smoothing weight μ (default 0.03)")
+    lp.add_argument("--mu", type=float, default=1e-3, help="smoothing weight μ (default 1e-3)")
     lp.add_argument("--method", choices=METHODS, default="AT")
     lp.add_argument("--tol", type=float, default=1e-6,
                     help="relative tolerance of infeasibility and duality gap (default 1e-6)")
@@ -151,7 +151,7 @@ def _report(name, result, comm):
                                    "iterations", "seconds") if k in result} | {"ranks": comm.size}
 
 
-def _write(args, comm, result, extra_small=None):
+def _write(args, comm, result, extra_small=None, sharded=None):
     if not args.output:
         return
     history = result.get("history", {})
@@ -160,7 +160,7 @@ def _write(args, comm, result, extra_small=None):
         small[f"history/{key}"] = np.asarray(values, dtype=np.float64)
     attrs = {k: result[k] for k in ("status", "objective", "primal_residual", "dual_residual",
                                     "iterations", "seconds", "gap") if k in result}
-    write_output(args.output, comm, small=small, attrs=attrs, params=vars(args))
+    write_output(args.output, comm, small=small, sharded=sharded, attrs=attrs, params=vars(args))
 
 
 # -- handlers ------------------------------------------------------------------------
@@ -186,7 +186,10 @@ def run_lasso(args, comm):
 
 
 def _read_lp(args, comm):
-    """``(c, A_eq, b_eq, A_ub, b_ub, bounds, sense, offset)`` from MPS (every rank parses) or HDF5."""
+    """``(c, A_eq, b_eq, A_ub, b_ub, bounds, sense, offset, model)`` from MPS (every rank parses) or HDF5.
+
+    ``model`` is the parsed :class:`~hpcml.io.mps.LinearProgram` (``None`` for HDF5).
+    """
     from hpcml.distmat import DistMatrix
     from hpcml.io.mps import read_mps
 
@@ -203,7 +206,7 @@ def _read_lp(args, comm):
                 pieces += [D, b[D.row_offset:D.row_offset + D.local_rows]]
             else:
                 pieces += [None, None]
-        return (model.c, *pieces, (model.lower, model.upper), model.sense, model.offset)
+        return (model.c, *pieces, (model.lower, model.upper), model.sense, model.offset, model)
     file, group = (path, "/") if ":" not in path else parse_spec(path)
     base = group.rstrip("/")
     present = None
@@ -225,20 +228,38 @@ def _read_lp(args, comm):
     n = c.shape[0]
     lower = read_replicated(f"{file}:{base}/lower", comm) if "lower" in present else np.zeros(n)
     upper = read_replicated(f"{file}:{base}/upper", comm) if "upper" in present else np.full(n, np.inf)
-    return (c, *pieces, (lower, upper), 1.0, 0.0)
+    return (c, *pieces, (lower, upper), 1.0, 0.0, None)
 
 
 def run_lp(args, comm):
-    """Read an LP, solve it through the smoothed conic dual, report an honest status."""
+    """Read an LP, solve it through the smoothed conic dual, report an honest status.
+
+    The output holds ``x``, the reduced costs ``reduced_costs`` and the
+    row multipliers, all in HiGHS's convention (scipy ``linprog``'s
+    ``marginals``): the sensitivity of the optimal objective, in the
+    model's own sense, to a right-hand side or a bound.  An HDF5 model gets
+    ``marginals/eq`` and ``marginals/ub`` (one per row of ``A_eq`` and
+    ``A_ub``, written rank by rank), an MPS model ``marginals/rows`` (one
+    per constraint row of the file, in its order).
+    """
     _check_positive(mu=args.mu, tol=args.tol, max_outer=args.max_outer, inner_max=args.inner_max)
-    c, A_eq, b_eq, A_ub, b_ub, bounds, sense, offset = _read_lp(args, comm)
+    c, A_eq, b_eq, A_ub, b_ub, bounds, sense, offset, model = _read_lp(args, comm)
     result = problems.lp(c, A_eq, b_eq, A_ub, b_ub, bounds, mu=args.mu, method=args.method,
                          tol=args.tol, max_outer=args.max_outer, inner_max=args.inner_max, comm=comm)
     # Back to the model's own sense and constant term.
     result["objective"] = sense * (result["objective"] + offset)
     summary = _report("lp", result, comm)
     summary.update(gap=result["gap"], outer=result["outer"], mu=args.mu, method=args.method)
-    _write(args, comm, result)
+    small = {"reduced_costs": sense * result["reduced_costs"]}
+    sharded = {}
+    if model is None:
+        sharded = {f"marginals/{kind}": result[f"marginals_{kind}"] for kind in ("eq", "ub")
+                   if f"marginals_{kind}" in result}
+    else:
+        full = [comm.allgatherv(result[key]) if key in result else np.zeros(0)
+                for key in ("marginals_eq", "marginals_ub")]
+        small["marginals/rows"] = model.row_marginals(*full)
+    _write(args, comm, result, small, sharded)
     if args.output:
         summary["output"] = args.output
     return summary

@@ -30,8 +30,12 @@ from hpcml.optim.algorithms import minimize
 from hpcml.optim.linop import Scaled
 from hpcml.optim.smooth import ConjugateSmoothed
 
+#: A dual solve ends when its primal point is feasible to this fraction of
+#: the last continuation step's relative change (and to ``tol / 2``).
+INNER_RATIO = 1e-3
 
-def scd(f, op, dual_prox, mu, residual, optimality=None, x0=None, y0=None, method="AT",
+
+def scd(f, op, dual_prox, mu, residual, optimality=None, complementarity=None, x0=None, y0=None, method="AT",
         tol=1e-8, optimality_tol=None, inner_tol=0.0, inner_max=2000, max_outer=200, continuation="accelerated",
         check_every=5, recompute_every=50, watch=None):
     """Solve ``minimise f(x) + h(A x + o)`` through its smoothed dual.
@@ -50,12 +54,20 @@ def scd(f, op, dual_prox, mu, residual, optimality=None, x0=None, y0=None, metho
         ``residual(Ax) -> float``: the primal infeasibility of ``x`` given
         ``A x`` (this rank's block), relative, the same on every rank
         (collective).  A dual solve also ends as soon as its primal point
-        is feasible to ``tol / 2``: that point solves the subproblem well
-        enough for the proximal-point method.
+        is feasible to ``min(tol / 2, INNER_RATIO · change)`` (``change``:
+        the last continuation step's relative change of ``x``): that point
+        solves the subproblem well enough for the proximal-point method.
     optimality : callable, optional
         ``optimality(x, Ax, y) -> float``: a relative measure of
         optimality (duality gap, dual infeasibility), the same on every
         rank.  Without it, optimality is the relative change of ``x``.
+    complementarity : callable, optional
+        ``complementarity(x, Ax, y) -> float``: the part of the duality gap
+        that the constraints' violation leaves, ``|<y, A x + o>|`` relative
+        (collective).  A dual solve then also waits for it to fall to
+        ``optimality_tol / 2``: with large multipliers a point feasible to
+        ``tol / 2`` can still be far from optimal, and the continuation
+        steps would stall at that error.
     x0, y0 : numpy.ndarray, optional
         Primal centre and dual start (this rank's block of ``y``).
     method : str
@@ -109,17 +121,26 @@ def scd(f, op, dual_prox, mu, residual, optimality=None, x0=None, y0=None, metho
                "optimality": []}
     status, total_iterations, outer = "max_iterations", 0, 0
     x, Ax, res, change = center, None, math.inf, math.inf
+    momentum_from = 0
     for outer in range(1, (max_outer if continuation else 1) + 1):
         F = ConjugateSmoothed(f, mu, center)
 
-        def feasible(k, _y, _value, Lx, F=F):
+        def feasible(k, y_k, _value, Lx, F=F):
             if k % check_every:
                 return False
-            return residual(op.forward(F.local(Lx)[1])) <= tol / 2
+            x_k = F.local(Lx)[1]
+            Ax_k = op.forward(x_k)
+            if residual(Ax_k) > inner_feasibility:
+                return False
+            return complementarity is None or complementarity(x_k, Ax_k, y_k) <= optimality_tol / 2
 
         # Early steps are cheap and inexact (warm starts make up for it); an
         # infeasible problem thus shows its Farkas ray after few iterations.
         limit = min(inner_max, 50 * 2 ** min(outer, 30))
+        # Inexact proximal steps converge when each error is small against
+        # the step itself (Rockafellar's criterion): the dual solve's
+        # feasibility target shrinks with the last step.
+        inner_feasibility = min(tol / 2, INNER_RATIO * change)
         result = minimize(F, dual_op, dual_prox, x0=y, method=method, tol=inner_tol,
                           max_iter=limit, recompute_every=recompute_every, callback=feasible)
         total_iterations += result.iterations
@@ -146,8 +167,14 @@ def scd(f, op, dual_prox, mu, residual, optimality=None, x0=None, y0=None, metho
             status = "stopped"
             break
         if continuation == "accelerated" and x_prev is not None:
-            # Nesterov's extrapolation of the proximal centre.
-            center = x + (outer - 1) / (outer + 2) * (x - x_prev)
+            # Nesterov's extrapolation of the proximal centre, restarted by the
+            # gradient test of O'Donoghue and Candès: when the step just taken
+            # (x − x_prev) points against the gradient mapping (centre − x), the
+            # momentum overshoots and the extrapolation starts afresh.
+            if (center - x) @ (x - x_prev) > 0:
+                momentum_from = outer
+            j = outer - momentum_from
+            center = x + (j - 1) / (j + 2) * (x - x_prev) if j > 0 else x
         else:
             center = x
         x_prev = x

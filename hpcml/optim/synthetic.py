@@ -51,3 +51,34 @@ def random_lp(m, n, density, rng, inequalities=0):
         c = c - A_ub.T @ y_ub
     return {"c": c, "A_eq": A_eq, "b_eq": A_eq @ x_star, "A_ub": A_ub, "b_ub": b_ub,
             "x_star": x_star, "objective": float(c @ x_star)}
+
+
+def tfocs_lp(m, n, density, rng):
+    """An LP in the shape of TFOCS's ``test_LinearProgram`` with a known optimal pair.
+
+    TFOCS draws ``A = sprand(m, n, density)`` (uniform entries in [0, 1)),
+    a point ``x ~ N(10, 1)``, ``c ~ N(0, 1)`` and sets ``b = A x``: feasible,
+    with an optimum known only from another solver.  Here ``A`` and the
+    scale of ``x`` are drawn the same way, but on ``m`` random columns
+    only (the other entries of ``x*`` are 0), and ``c = Aᵀy* + r`` with
+    ``y* ~ N(0, 1)`` and reduced costs ``r`` uniform in [0, 1) off the
+    support, 0 on it.  So ``x*`` and ``y*`` are optimal (complementary),
+    unique when the ``m`` support columns are independent, and
+    ``objective = cᵀx* = bᵀy*``.
+
+    Returns
+    -------
+    dict
+        ``c``, ``A_eq`` (CSR), ``b_eq``, ``A_ub``/``b_ub`` (``None``),
+        ``x_star``, ``y_star``, ``objective``.
+    """
+    A = sp.random(m, n, density=density, format="csr", rng=rng, data_rvs=rng.random)
+    support = rng.choice(n, size=min(m, n), replace=False)
+    x_star = np.zeros(n)
+    x_star[support] = np.abs(10.0 + rng.standard_normal(support.size))
+    y_star = rng.standard_normal(m)
+    reduced = rng.random(n)
+    reduced[support] = 0.0
+    c = A.T @ y_star + reduced
+    return {"c": c, "A_eq": A, "b_eq": A @ x_star, "A_ub": None, "b_ub": None,
+            "x_star": x_star, "y_star": y_star, "objective": float(c @ x_star)}

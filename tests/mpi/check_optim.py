@@ -77,12 +77,22 @@ same(problems.l1_logistic_regression(D, block(labels, D), 2.0, tol=1e-13)["x"],
      problems.l1_logistic_regression(Dsolo, labels, 2.0, tol=1e-13)["x"], "l1 logistic")
 
 # An LP (rows sharded, the dual vector sharded with them): same status and, to the
-# solver's tolerance, the same solution.
+# solver's tolerance, the same solution.  Not to 1e-10 as the LASSO above: Aᵀy is
+# summed in a different order on every rank count, and the SCD's discrete choices
+# (backtracking, restarts, the feasibility checks that end a dual solve every few
+# iterations, the continuation restarts) turn that last-bit difference into a
+# different sequence of iterates, which meet only at the LP's tolerance; an LP's
+# solution need not even be unique.  Making the
+# sums independent of the rank count would cost a reproducible reduction of every
+# Aᵀy, more than the whole iteration.
 lp = random_lp(p * 4 + 1, 15, 0.4, np.random.default_rng(18), inequalities=p + 1)
 Ae, Au = split(lp["A_eq"]), split(lp["A_ub"])
 mine = problems.lp(lp["c"], Ae, block(lp["b_eq"], Ae), Au, block(lp["b_ub"], Au))
 ref = problems.lp(lp["c"], DistMatrix(lp["A_eq"], solo), lp["b_eq"], DistMatrix(lp["A_ub"], solo), lp["b_ub"])
 assert mine["status"] == ref["status"] == "converged", (mine["status"], ref["status"])
 assert abs(mine["objective"] - lp["objective"]) <= 1e-5 * abs(lp["objective"]), (mine["objective"], lp["objective"])
-same(mine["x"], ref["x"], "lp x", tol=1e-4)
+# Measured on a 13-row LP of this kind at 2 ranks: 1.6e-7 at the default tol 1e-6
+# and 1.4e-9 at tol 1e-9, so
+# the ranks agree to the tolerance asked for; 10× it is checked here.
+same(mine["x"], ref["x"], "lp x", tol=1e-5)
 print("ok", file=sys.stderr)

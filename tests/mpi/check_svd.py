@@ -17,6 +17,7 @@ from hpcml.comm import Comm, install_abort_hook
 from hpcml.distmat import DistMatrix
 from hpcml.errors import InputError
 from hpcml.linalg import PCA, NotConverged, TruncatedSVD, choose_method, svd
+from hpcml.linalg.pca import choose_pca_method
 from hpcml.synthetic import dense_with_spectrum
 
 install_abort_hook()   # a failed check on one rank ends the job at once
@@ -198,6 +199,16 @@ for whiten in (False, True):
     assert np.allclose(ours.mean_, ref.mean_, rtol=1e-12)
     assert np.isclose(ours.noise_variance_, ref.noise_variance_, rtol=1e-8)
     assert ours.explained_variance_ratio_.sum() < 1   # over the total variance, not the top k
+
+# auto on tall dense data takes the covariance route; the answer is the same.
+assert choose_pca_method((130 * p + 1, 12), 4, False)[0] == "gram"
+assert choose_pca_method((130 * p + 1, 12), 4, True)[0] == "lanczos"
+assert choose_pca_method((10**6, 2000), 4, False)[0] == choose_method((10**6, 2000), 4, False)[0]
+X2 = rng.standard_normal((130 * p + 1, 12)) @ rng.standard_normal((12, 12)) - 3.0
+ours = PCA(4, comm).fit(X2[shard(X2).row_offset:][:shard(X2).local_rows])
+ref = SkPCA(4, svd_solver="full").fit(X2)
+assert np.allclose(np.abs(np.sum(ours.components_ * ref.components_, axis=1)), 1, atol=1e-9)
+assert np.allclose(ours.explained_variance_ratio_, ref.explained_variance_ratio_, rtol=1e-10)
 
 # Sparse input: PCA centres through the operator, the block stays CSR.
 Xs = sp.random(40 * p + 3, 25, density=0.2, format="csr", rng=rng)
