@@ -16,11 +16,12 @@ def main():
     comm = Comm.world()
     n_docs, iters, sync_every, staleness = (int(sys.argv[1]), int(sys.argv[2]),
                                             float(sys.argv[3]), int(sys.argv[4]))
+    init = sys.argv[5] if len(sys.argv) > 5 else "random"
     corpus, phi, _ = lda_corpus(n_docs, 120, 4, 60, alpha=0.2, beta=0.05, seed=2,
                                 length_spread=1.0)
     start, stop = block_range(n_docs, comm.size, comm.rank)
     model = LDA(4, alpha=0.2, beta=0.05, sync_every=sync_every, staleness=staleness,
-                seed=5).setup(corpus.slice(start, stop), comm)
+                seed=5, init=init).setup(corpus.slice(start, stop), comm)
     model.fit(iters)
     # The view every rank holds must equal the counts of all ranks' topics.
     local = np.zeros(model.nwk.shape, np.int64)

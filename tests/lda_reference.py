@@ -130,3 +130,54 @@ def joint_log_likelihood(doc_ptr, words, z, alpha, beta, V):
         ll += math.lgamma(alpha.sum()) - math.lgamma(ndk.sum() + alpha.sum())
         ll += sum(math.lgamma(ndk[k] + alpha[k]) - math.lgamma(alpha[k]) for k in range(K))
     return ll
+
+
+def progressive_init(doc_ptr, words, nwk, nk, alpha, prob, alias, beta, steps, wptr, tpos,
+                     state, smooth, nloc):
+    """Sequential initialisation: each token from MH against the tokens placed before
+    (plus the unplaced ones spread evenly, weighted by ``smooth``)."""
+    rng = Stream(state)
+    K, V, N = len(nk), nwk.shape[0], len(words)
+    asum = float(alpha.sum())
+    z = np.zeros(len(words), np.int64)
+    zw = np.zeros(len(words), np.int64)
+
+    def word_draw(w, nw):
+        r = rng.uniform() * (nw + K * beta)
+        return int(zw[wptr[w] + int(r)]) if r < nw else min(int((r - nw) * (1.0 / beta)), K - 1)
+
+    for d in range(len(doc_ptr) - 1):
+        t0, t1 = doc_ptr[d], doc_ptr[d + 1]
+        ndk = np.zeros(K, np.int64)
+        for i in range(t0, t1):
+            w = words[i]
+            nw, L = tpos[i] - wptr[w], i - t0
+            bd = smooth * (t1 - i) / K
+            bw = smooth * (wptr[w + 1] - tpos[i]) / K
+            bk = smooth * (N - i) / K
+
+            def pi(k):
+                return ((ndk[k] + bd + alpha[k]) * (nwk[w, k] + bw + beta)
+                        / (nk[k] + bk + V * beta))
+            s = word_draw(w, nw)
+            ps = pi(s)
+            for _ in range(steps):
+                r = rng.uniform() * (L + asum)
+                t = int(z[t0 + int(r)]) if r < L else alias_draw((r - L) * (K / asum), prob, alias, K)
+                if t != s:
+                    pt = pi(t)
+                    if accept(rng, pt * (ndk[s] + alpha[s]), ps * (ndk[t] + alpha[t])):
+                        s, ps = t, pt
+                t = word_draw(w, nw)
+                if t != s:
+                    pt = pi(t)
+                    if accept(rng, pt * (nloc[w, s] + beta), ps * (nloc[w, t] + beta)):
+                        s, ps = t, pt
+            z[i] = zw[tpos[i]] = s
+            ndk[s] += 1
+            nwk[w, s] += 1
+            nk[s] += 1
+            if nloc is not nwk:
+                nloc[w, s] += 1
+    state[0] = rng.x
+    return z, zw

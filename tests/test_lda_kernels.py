@@ -52,6 +52,52 @@ def test_mh_sweep_matches_reference(separate):
         np.testing.assert_array_equal(nloc, rloc)
 
 
+@pytest.mark.parametrize("separate", [False, True])
+def test_progressive_init_matches_reference_and_beats_random(separate):
+    corpus, _, _ = lda_corpus(40, 30, 3, 25, seed=12, length_spread=1.0)
+    n_topics, beta = 6, 0.05
+    doc_ptr, words = corpus.tokens()
+    alpha = np.array([0.3, 0.1, 0.5, 0.2, 0.05, 0.1])
+    wptr, tpos = K.word_index(words, corpus.n_words)
+    nwk = np.zeros((corpus.n_words, n_topics), np.int32)
+    # With a separate local count, nwk starts with "earlier ranks'" counts.
+    others = np.random.default_rng(2).integers(0, 3, nwk.shape).astype(np.int32) \
+        if separate else np.zeros_like(nwk)
+    nwk += others
+    nk = nwk.sum(0).astype(np.int64)
+    nloc = np.zeros_like(nwk) if separate else None
+    state = K.seed_state(5)
+    st_ref = state.copy()
+    rnwk, rnk = nwk.copy(), nk.copy()
+    rloc = rnwk if nloc is None else nloc.copy()
+    z, zw = K.progressive_init(doc_ptr, words, nwk, nk, alpha, beta, state, wptr=wptr,
+                               tpos=tpos, nloc=nloc, mh_steps=2, smooth=0.3)
+    prob, alias = K.alias_table(alpha)
+    rz, rzw = ref.progressive_init(doc_ptr, words, rnwk, rnk, alpha, prob, alias, beta, 2,
+                                   wptr, tpos, st_ref, 0.3, rloc)
+    np.testing.assert_array_equal(z, rz)
+    np.testing.assert_array_equal(zw, rzw)
+    np.testing.assert_array_equal(nwk, rnwk)
+    assert state[0] == st_ref[0]
+    # The counts returned are those of z (plus the earlier ones).
+    cnwk, cnk = np.zeros_like(nwk), np.zeros(n_topics, np.int64)
+    K.count_topics(doc_ptr, words, z, cnwk, cnk)
+    np.testing.assert_array_equal(nwk, cnwk + others)
+    np.testing.assert_array_equal(nk, cnk + others.sum(0))
+    if separate:
+        np.testing.assert_array_equal(nloc, cnwk)
+        np.testing.assert_array_equal(rloc, cnwk)
+        return
+
+    def ll(zz):
+        return ref.joint_log_likelihood(doc_ptr, words, zz, alpha, beta, corpus.n_words)
+    rand = [ll(np.random.default_rng(s).integers(0, n_topics, words.size)) for s in range(5)]
+    # Sequential draws give a far likelier start than uniform topics.
+    assert ll(z) > max(rand) + 0.05 * abs(max(rand))
+    with pytest.raises(ValueError, match="zero"):
+        K.progressive_init(doc_ptr, words, nwk, nk, alpha, beta, state, wptr=wptr, tpos=tpos)
+
+
 def test_dense_sweep_matches_reference():
     corpus, _, _ = lda_corpus(8, 12, 3, 10, seed=5, length_spread=1.0)
     doc_ptr, words, z, nwk, nk = _state(corpus, 4, 3, np.int32, np.int64)

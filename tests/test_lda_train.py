@@ -11,6 +11,7 @@ from scipy.optimize import linear_sum_assignment
 from conftest import mpirun
 from hpcml.comm import Comm
 from hpcml.errors import InputError
+from hpcml.kernels import lda as kern
 from hpcml.topics.lda import LDA, completion_split, heldout_mask
 from hpcml.topics.synthetic import lda_corpus
 
@@ -49,6 +50,23 @@ def test_topics_recovered_and_samplers_agree(known):
     assert abs(ll_fast - ll_dense) <= 0.01 * abs(ll_dense)
     # Both improved on the random start by far more than the 1% tolerance.
     assert fast.history[0]["log_likelihood"] < 1.05 * ll_fast
+
+
+def test_progressive_init_starts_ahead(known):
+    corpus, _, _ = known
+    prog = LDA(5, alpha=0.1, beta=0.05, seed=3, init="progressive").setup(
+        corpus, Comm.self_comm())
+    assert prog.init_s >= 0
+    rand = LDA(5, alpha=0.1, beta=0.05, seed=3).setup(corpus, Comm.self_comm())
+    ll_prog, ll_rand = prog.log_likelihood(), rand.log_likelihood()
+    # Far above a random start; still a valid chain whose counts are those of z.
+    assert ll_prog > ll_rand + 0.05 * abs(ll_rand)
+    prog.fit(2)
+    nwk = np.zeros_like(prog.nwk)
+    kern.count_topics(prog.doc_ptr, prog.words, prog.z, nwk, np.zeros(5, np.int64))
+    np.testing.assert_array_equal(nwk, prog.nwk)
+    with pytest.raises(InputError, match="init"):
+        LDA(5, init="kmeans")
 
 
 def test_same_seed_same_result_and_resume_equals_uninterrupted(known):
@@ -128,6 +146,7 @@ def test_ranks_reach_the_same_quality():
 
 @pytest.mark.mpi
 def test_staleness_and_empty_shards():
-    # Two documents on three ranks: one shard is empty; dense non-blocking exchange.
-    r = _mpirun(3, 2, 3, 0.5, 1)
+    # Two documents on three ranks: one shard is empty; dense non-blocking exchange;
+    # progressive initialisation of each shard (the empty one included).
+    r = _mpirun(3, 2, 3, 0.5, 1, "progressive")
     assert r["exact_counts"] and r["theta_rows"] == 2 and r["modes"] == ["dense"]

@@ -275,6 +275,115 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
 
 
 @njit(**JIT)
+def _init_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw, alpha,
+                 a_prob, a_alias, alpha_sum, beta, vbeta, mh_steps, smooth, ndk, state):
+    K = nk.shape[0]
+    kbeta = K * beta
+    inv_beta = 1.0 / beta
+    k_over_asum = K / alpha_sum
+    n_all = words.shape[0]
+    x = state[0]
+    for d in range(doc_ptr.shape[0] - 1):
+        t0 = doc_ptr[d]
+        t1 = doc_ptr[d + 1]
+        for i in range(t0, t1):
+            w = words[i]
+            # Tokens of w sit in word order in corpus order, so the ones
+            # already placed are exactly zw[wbeg:pw]; likewise z[t0:i].
+            wbeg = wptr[w]
+            pw = tpos[i]
+            nw = pw - wbeg
+            L = i - t0
+            # Tokens not yet placed count as spread evenly over the topics.
+            bd = smooth * (t1 - i) / K
+            bw = smooth * (wptr[w + 1] - pw) / K
+            bk = smooth * (n_all - i) / K
+            x, u = _uniform(x)
+            r = u * (nw + kbeta)
+            if r < nw:
+                s = np.int64(zw[wbeg + np.int64(r)])
+            else:
+                s = min(np.int64((r - nw) * inv_beta), K - 1)
+            ps = (ndk[s] + bd + alpha[s]) * (nwk[w, s] + bw + beta) / (nk[s] + bk + vbeta)
+            for step in range(mh_steps):
+                x, u = _uniform(x)
+                r = u * (L + alpha_sum)
+                if r < L:
+                    t = np.int64(z[t0 + np.int64(r)])
+                else:
+                    t = _alias_draw((r - L) * k_over_asum, a_prob, a_alias, K)
+                if t != s:
+                    pt = (ndk[t] + bd + alpha[t]) * (nwk[w, t] + bw + beta) / (nk[t] + bk + vbeta)
+                    x, s, ps = _accept(x, pt * (ndk[s] + alpha[s]),
+                                       ps * (ndk[t] + alpha[t]), s, ps, t, pt)
+                x, u = _uniform(x)
+                r = u * (nw + kbeta)
+                if r < nw:
+                    t = np.int64(zw[wbeg + np.int64(r)])
+                else:
+                    t = min(np.int64((r - nw) * inv_beta), K - 1)
+                if t != s:
+                    pt = (ndk[t] + bd + alpha[t]) * (nwk[w, t] + bw + beta) / (nk[t] + bk + vbeta)
+                    x, s, ps = _accept(x, pt * (nloc[w, s] + beta),
+                                       ps * (nloc[w, t] + beta), s, ps, t, pt)
+            z[i] = s
+            zw[pw] = s
+            ndk[s] += 1
+            nwk[w, s] += 1
+            nk[s] += 1
+            if separate_local:
+                nloc[w, s] += 1
+        for i in range(t0, t1):
+            ndk[z[i]] = 0
+    state[0] = x
+
+
+def progressive_init(doc_ptr, words, nwk, nk, alpha, beta, state, *, wptr, tpos,
+                     nloc=None, mh_steps=1, smooth=0.1, scratch=None):
+    """Draw initial topics token by token from the conditional given the
+    tokens placed before (sequential, "online" initialisation).
+
+    Each token starts from a word proposal over the earlier occurrences of
+    its word and takes ``mh_steps`` (document, word) Metropolis-Hastings
+    pairs against the counts of the tokens placed so far, so the cost per
+    token does not grow with K.  The tokens not yet placed count as spread
+    evenly over the topics, weighted by ``smooth`` (1 is their expected count
+    under a uniformly random start): without that weight the first documents
+    seed topics that later tokens pile into, which can merge true topics; with
+    a full weight the start is nearly as flat as a random one.  Any start is a
+    valid start: the stationary distribution of the later sweeps is unchanged.
+
+    Parameters
+    ----------
+    nwk, nk : arrays
+        Counts the conditional uses; this rank's tokens are added in place.
+        Zero on entry, or (with ``nloc``) the counts of tokens that other
+        ranks placed before.
+    nloc : ndarray, optional
+        Zero on entry; receives the counts of this rank's tokens only (the
+        word proposal's own counts) when ``nwk`` also holds other ranks'.
+
+    Returns ``(z, zw)``: the topics in corpus and in word order.
+    """
+    K = nk.shape[0]
+    z = np.zeros(words.shape[0], np.uint16 if K <= 2**16 else np.int32)
+    separate = nloc is not None
+    nloc = nwk if nloc is None else nloc
+    _check_state(doc_ptr, words, z, nwk, nk, nloc, alpha, state, 0, doc_ptr.shape[0] - 1)
+    if wptr.shape[0] != nwk.shape[0] + 1 or tpos.shape[0] != words.shape[0]:
+        raise ValueError("wptr/tpos do not match the corpus")
+    if nloc.any() or (not separate and nk.any()):
+        raise ValueError("this rank's counts must start at zero")
+    zw = np.zeros_like(z)
+    a_prob, a_alias = alias_table(alpha)
+    ndk = np.zeros(K, np.int32) if scratch is None else scratch
+    _init_kernel(doc_ptr, words, z, nwk, nk, nloc, separate, wptr, tpos, zw, alpha, a_prob,
+                 a_alias, float(alpha.sum()), float(beta), float(beta) * nwk.shape[0],
+                 int(mh_steps), float(smooth), ndk, state)
+    return z, zw
+
+
+@njit(**JIT)
 def _dense_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, alpha,
                   beta, vbeta, d0, d1, ndk, cdf, state):
     K = nk.shape[0]

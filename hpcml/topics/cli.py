@@ -20,7 +20,7 @@ from hpcml.io.corpus import Corpus, read_hdf5, read_hdf5_info, token_ptr, write_
 from hpcml.io.hdf5 import write_output
 from hpcml.io.uci import ENGLISH_STOP_WORDS, read_stop_words, read_text, read_uci, write_uci
 from hpcml.kernels import lda as kern
-from hpcml.topics.lda import EXCHANGES, LDA, SAMPLERS, heldout_mask
+from hpcml.topics.lda import EXCHANGES, INITS, LDA, SAMPLERS, heldout_mask
 
 log = logging.getLogger("hpcml")
 
@@ -130,6 +130,9 @@ def register(subparsers, common):
     g.add_argument("--sampler", choices=SAMPLERS, default="mh",
                    help="mh: O(1) Metropolis-Hastings per token; dense: exact O(K) reference")
     g.add_argument("--mh-steps", type=int, default=2, help="proposal pairs per token (mh)")
+    g.add_argument("--init", choices=INITS, default="random",
+                   help="initial topics: random, or progressive (each token drawn given the "
+                        "tokens before it; costs about a sweep, saves many at large K)")
     g = train.add_argument_group("distribution")
     g.add_argument("--sync-every", type=float, default=0.5, metavar="FRACTION",
                    help="fraction of a sweep between count exchanges (default 0.5)")
@@ -223,7 +226,8 @@ def run_train(args, comm):
     try:
         model = LDA(args.topics, alpha=alpha, beta=args.beta, sampler=args.sampler,
                     mh_steps=args.mh_steps, sync_every=args.sync_every, staleness=args.staleness,
-                    exchange=args.exchange, optimize_every=args.optimize_every, seed=args.seed)
+                    exchange=args.exchange, optimize_every=args.optimize_every, seed=args.seed,
+                    init=args.init)
     except InputError as exc:
         raise InputError(str(exc), collective=True) from None
     checkpointer = Checkpointer.from_args(args, comm)

@@ -36,6 +36,14 @@ from hpcml.partition import block_range
 
 SAMPLERS = ("mh", "dense")
 EXCHANGES = ("auto", "sparse", "dense")
+INITS = ("random", "progressive")
+#: Weight of the not-yet-placed tokens in the progressive start (see
+#: kern.progressive_init).  On the benchmark corpus at K = 1000 (5,000
+#: documents) the log-likelihood after 20 sweeps rose as it fell from 1 to
+#: 0.05 (1: -2.6%, 0.3: -1.9%, 0.1: -0.9%, 0.05: +0.2% vs tomotopy); 0 and 1
+#: each merged two topics of a 5-topic corpus in one seed of four, 0.05 and
+#: 0.1 in none of six.
+INIT_SMOOTH = 0.05
 
 
 def count_dtype(max_count):
@@ -102,16 +110,25 @@ class LDA:
         Minka's fixed point; 0 keeps them fixed.
     seed : int
         Seed; rank r uses stream r.
+    init : {"random", "progressive"}
+        Initial topics: uniformly at random, or drawn token by token from the
+        conditional given the tokens before (rank after rank; see
+        :func:`hpcml.kernels.lda.progressive_init`).  At large K the MH
+        sampler needs many sweeps to leave a random start; a progressive start
+        costs about one sweep and saves most of them.
     """
 
     def __init__(self, n_topics, *, alpha=0.1, beta=0.01, sampler="mh", mh_steps=2,
-                 sync_every=1.0, staleness=0, exchange="auto", optimize_every=0, seed=0):
+                 sync_every=1.0, staleness=0, exchange="auto", optimize_every=0, seed=0,
+                 init="random"):
         if int(n_topics) < 2:
             raise InputError(f"number of topics must be >= 2, got {n_topics}")
         if sampler not in SAMPLERS:
             raise InputError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         if exchange not in EXCHANGES:
             raise InputError(f"exchange must be one of {EXCHANGES}, got {exchange!r}")
+        if init not in INITS:
+            raise InputError(f"init must be one of {INITS}, got {init!r}")
         if not 0.0 < float(sync_every) <= 1.0:
             raise InputError(f"sync-every must be in (0, 1], got {sync_every}")
         if int(staleness) < 0 or int(mh_steps) < 1:
@@ -129,13 +146,14 @@ class LDA:
         self.exchange = exchange
         self.optimize_every = int(optimize_every)
         self.seed = int(seed)
+        self.init = init
 
     # ------------------------------------------------------------------ setup
     def setup(self, corpus, comm, z=None, rng_state=None):
         """Load this rank's documents and build the counts (collective).
 
         ``z`` and ``rng_state`` restore a checkpointed state; otherwise
-        topics start uniformly at random from the rank's stream.
+        topics start from :attr:`init` drawn from the rank's stream.
         """
         self.comm = comm
         K, V = self.n_topics, corpus.n_words
@@ -149,30 +167,40 @@ class LDA:
         self.n_tokens = int(freq.sum())
         cdt = count_dtype(int(freq.max()) if V else 0)
         zdt = topic_dtype(K)
-        if z is None:
-            z = np.random.default_rng([self.seed, comm.rank]).integers(0, K, n_local)
-        ok = z.shape == (n_local,) and (n_local == 0 or int(z.max()) < K)
-        comm.agree(ok, "checkpointed topics do not match the corpus or K")
-        self.z = z.astype(zdt)
+        if z is not None:
+            ok = z.shape == (n_local,) and (n_local == 0 or int(z.max()) < K)
+            comm.agree(ok, "checkpointed topics do not match the corpus or K")
         self.state = kern.seed_state(self.seed, comm.rank) if rng_state is None \
             else np.asarray(rng_state, np.uint64).reshape(1).copy()
+        self.wptr, self.tpos = kern.word_index(self.words, V)
         # One rank: the view is the local count.  Several: the view starts as
         # the allreduced local counts and the local counts stay separate for
         # the word proposal.
         local = np.zeros((V, K), count_dtype(local_max) if comm.size > 1 else cdt)
         self.nk = np.zeros(K, np.int64)
-        kern.count_topics(self.doc_ptr, self.words, self.z, local, self.nk)
+        tic = time.perf_counter()
+        if z is None and self.init == "progressive":
+            self._progressive(local, cdt)
+        else:
+            if z is None:
+                z = np.random.default_rng([self.seed, comm.rank]).integers(0, K, n_local)
+            self.z = z.astype(zdt)
+            self.zw = kern.word_order(self.z, self.tpos)
+            kern.count_topics(self.doc_ptr, self.words, self.z, local, self.nk)
+            if comm.size > 1:
+                view = local.astype(np.int32)
+                comm.allreduce(view)
+                self.nwk = view.astype(cdt)
+                self.nk = self.nwk.sum(0, dtype=np.int64)
+            else:
+                self.nwk = local
+        #: Seconds spent drawing the initial topics (part of training time).
+        self.init_s = time.perf_counter() - tic
         if comm.size > 1:
             self.nloc = local
-            view = local.astype(np.int32)
-            comm.allreduce(view)
-            self.nwk = view.astype(cdt)
-            self.nk = self.nwk.sum(0, dtype=np.int64)
             self.delta = np.zeros((V, K), np.int32)
         else:
-            self.nloc, self.nwk, self.delta = None, local, None
-        self.wptr, self.tpos = kern.word_index(self.words, V)
-        self.zw = kern.word_order(self.z, self.tpos)
+            self.nloc, self.delta = None, None
         self.scratch = np.zeros(K, np.int32)
         # Segments: equal token ranges of the local documents; every rank
         # has the same number, so the exchanges line up.
@@ -189,6 +217,30 @@ class LDA:
         self.history = []
         self._compile()
         return self
+
+    def _progressive(self, local, cdt):
+        """Progressive initial topics, rank after rank: each rank draws its
+        tokens against the counts of the ranks before it (passed on by a
+        broadcast), so all ranks grow the same topics instead of numbering
+        theirs independently.  Costs one initialisation pass of the whole
+        corpus in wall time, whatever the rank count."""
+        comm = self.comm
+        if comm.size == 1:
+            self.z, self.zw = kern.progressive_init(
+                self.doc_ptr, self.words, local, self.nk, self.alpha, self.beta, self.state,
+                wptr=self.wptr, tpos=self.tpos, smooth=INIT_SMOOTH)
+            self.nwk = local
+            return
+        view = np.zeros(local.shape, np.int32)
+        for r in range(comm.size):
+            if comm.rank == r:
+                self.z, self.zw = kern.progressive_init(
+                    self.doc_ptr, self.words, view, self.nk, self.alpha, self.beta,
+                    self.state, wptr=self.wptr, tpos=self.tpos, nloc=local,
+                    smooth=INIT_SMOOTH)
+            view = comm.bcast(view if comm.rank == r else None, root=r)
+            self.nk = view.sum(0, dtype=np.int64)
+        self.nwk = view.astype(cdt)
 
     def _compile(self):
         """Compile (or load from Numba's cache) the sweep kernels on empty
