@@ -134,6 +134,9 @@ def run_hpcml(path, k, ranks, args, eval_every=None):
 def run_tomotopy(doc_ptr, words, n_words, k, workers, args, held):
     import tomotopy as tp
     model = tp.LDAModel(k=k, alpha=ALPHA, eta=BETA, seed=1)
+    # tomotopy re-estimates alpha every 10 iterations by default; hpcml's
+    # side keeps the priors fixed, so tomotopy does too: the same model.
+    model.optim_interval = 0
     names = [str(i) for i in range(n_words)]
     for d in range(doc_ptr.shape[0] - 1):
         ws = words[doc_ptr[d]:doc_ptr[d + 1]]
