@@ -166,6 +166,11 @@ def heldout_perplexity(nwk, alpha, beta, heldout, *, seed=0, sweeps=20, mh_steps
     return float(np.exp(-ll / held_w.shape[0]))
 
 
+def iteration_seconds(history):
+    """Training seconds per iteration: the slowest rank's compute plus communication."""
+    return np.max(np.asarray(history["compute_s"]) + np.asarray(history["comm_s"]), axis=1)
+
+
 def seconds_to_perplexity(history, target):
     """When hpcml's held-out perplexity first reached ``target`` during training.
 
@@ -184,7 +189,7 @@ def seconds_to_perplexity(history, target):
         slowest rank's compute plus communication; the evaluations
         themselves are not counted), or None if it never got there.
     """
-    per_iteration = np.max(np.asarray(history["compute_s"]) + np.asarray(history["comm_s"]), axis=1)
+    per_iteration = iteration_seconds(history)
     hits = np.flatnonzero(np.asarray(history["perplexity"]) <= target)
     if hits.size == 0:
         return None
@@ -312,7 +317,7 @@ def spark_lda(sb, jargs, comm, hpcml_out, methods=("em",)):
         # hpcml's final model is at ``ref`` by definition, whatever its own
         # (differently seeded) last evaluation said.
         target = max(perp, ref)
-        per_iteration = np.max(history["compute_s"] + history["comm_s"], axis=1)
+        per_iteration = iteration_seconds(history)
         whole_run = (per_iteration.shape[0], float(per_iteration.sum()))
         reached = seconds_to_perplexity(history, target) or whole_run
         row["same_perplexity"] = {"target": target, "hpcml_iterations": reached[0],

@@ -120,6 +120,16 @@ def _alias_draw(v, prob, alias, K):
 
 
 @njit(inline="always")
+def _word_draw(r, nw, zw, wbeg, inv_beta, K):
+    """Draw from the word proposal ``q(k) ~ n_wk + beta`` given ``r`` uniform
+    on [0, nw + K·beta): the topic of one of the word's ``nw`` occurrences
+    (``zw[wbeg:wbeg + nw]``), or past them a topic uniformly (the beta part)."""
+    if r < nw:
+        return np.int64(zw[wbeg + np.int64(r)])
+    return min(np.int64((r - nw) * inv_beta), K - 1)
+
+
+@njit(inline="always")
 def _accept(x, num, den, s, ps, t, pt):
     """Metropolis-Hastings test of ratio num/den; skips the draw when num >= den."""
     if num >= den:
@@ -253,11 +263,7 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
                     z[i] = s
                     zw[pw] = s
                 # Word proposal q(k) ~ local n_wk (with this token) + beta.
-                r = pre[i % slots, step] * (nw + kbeta)
-                if r < nw:
-                    t = np.int64(zw[wbeg + np.int64(r)])
-                else:
-                    t = min(np.int64((r - nw) * inv_beta), K - 1)
+                t = _word_draw(pre[i % slots, step] * (nw + kbeta), nw, zw, wbeg, inv_beta, K)
                 if t != s:
                     pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
                     x, s, ps = _accept(x, pt * (nloc[w, s] + beta),
@@ -299,11 +305,7 @@ def _init_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, z
             bw = smooth * (wptr[w + 1] - pw) / K
             bk = smooth * (n_all - i) / K
             x, u = _uniform(x)
-            r = u * (nw + kbeta)
-            if r < nw:
-                s = np.int64(zw[wbeg + np.int64(r)])
-            else:
-                s = min(np.int64((r - nw) * inv_beta), K - 1)
+            s = _word_draw(u * (nw + kbeta), nw, zw, wbeg, inv_beta, K)
             ps = (ndk[s] + bd + alpha[s]) * (nwk[w, s] + bw + beta) / (nk[s] + bk + vbeta)
             for step in range(mh_steps):
                 x, u = _uniform(x)
@@ -317,11 +319,7 @@ def _init_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, z
                     x, s, ps = _accept(x, pt * (ndk[s] + alpha[s]),
                                        ps * (ndk[t] + alpha[t]), s, ps, t, pt)
                 x, u = _uniform(x)
-                r = u * (nw + kbeta)
-                if r < nw:
-                    t = np.int64(zw[wbeg + np.int64(r)])
-                else:
-                    t = min(np.int64((r - nw) * inv_beta), K - 1)
+                t = _word_draw(u * (nw + kbeta), nw, zw, wbeg, inv_beta, K)
                 if t != s:
                     pt = (ndk[t] + bd + alpha[t]) * (nwk[w, t] + bw + beta) / (nk[t] + bk + vbeta)
                     x, s, ps = _accept(x, pt * (nloc[w, s] + beta),
