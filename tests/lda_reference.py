@@ -26,7 +26,7 @@ class Stream:
 
 
 def accept(rng, num, den):
-    return num >= den or rng.uniform() * den < num
+    return rng.uniform() * den < num
 
 
 def alias_draw(v, prob, alias, K):
@@ -68,18 +68,16 @@ def mh_sweep(doc_ptr, words, z, nwk, nk, nloc, alpha, prob, alias, beta, steps,
             for step in range(steps):
                 r = rng.uniform() * (L + asum)
                 t = int(z[t0 + int(r)]) if r < L else alias_draw((r - L) * (K / asum), prob, alias, K)
-                if t != s:
-                    pt = pi(t)
-                    if accept(rng, pt * (ndk[s] + alpha[s]), ps * (ndk[t] + alpha[t])):
-                        s, ps = t, pt
-                    z[i] = zw[tpos[i]] = s
+                pt = pi(t)
+                if accept(rng, pt * (ndk[s] + alpha[s]), ps * (ndk[t] + alpha[t])):
+                    s, ps = t, pt
+                z[i] = zw[tpos[i]] = s
                 r = pre[i][step] * (nw + K * beta)
                 t = int(zw[wptr[w] + int(r)]) if r < nw else min(int((r - nw) * (1.0 / beta)), K - 1)
-                if t != s:
-                    pt = pi(t)
-                    if accept(rng, pt * (nloc[w, s] + beta), ps * (nloc[w, t] + beta)):
-                        s, ps = t, pt
-                    z[i] = zw[tpos[i]] = s
+                pt = pi(t)
+                if accept(rng, pt * (nloc[w, s] + beta), ps * (nloc[w, t] + beta)):
+                    s, ps = t, pt
+                z[i] = zw[tpos[i]] = s
             z[i] = s
             zw[tpos[i]] = s
             ndk[s] += 1
@@ -164,15 +162,13 @@ def progressive_init(doc_ptr, words, nwk, nk, alpha, prob, alias, beta, steps, w
             for _ in range(steps):
                 r = rng.uniform() * (L + asum)
                 t = int(z[t0 + int(r)]) if r < L else alias_draw((r - L) * (K / asum), prob, alias, K)
-                if t != s:
-                    pt = pi(t)
-                    if accept(rng, pt * (ndk[s] + alpha[s]), ps * (ndk[t] + alpha[t])):
-                        s, ps = t, pt
+                pt = pi(t)
+                if accept(rng, pt * (ndk[s] + alpha[s]), ps * (ndk[t] + alpha[t])):
+                    s, ps = t, pt
                 t = word_draw(w, nw)
-                if t != s:
-                    pt = pi(t)
-                    if accept(rng, pt * (nloc[w, s] + beta), ps * (nloc[w, t] + beta)):
-                        s, ps = t, pt
+                pt = pi(t)
+                if accept(rng, pt * (nloc[w, s] + beta), ps * (nloc[w, t] + beta)):
+                    s, ps = t, pt
             z[i] = zw[tpos[i]] = s
             ndk[s] += 1
             nwk[w, s] += 1

@@ -120,24 +120,39 @@ def _alias_draw(v, prob, alias, K):
 
 
 @njit(inline="always")
+def _doc_draw(r, L, z, t0, k_over_asum, prob, alias, K):
+    """Draw from the document proposal ``q(k) ~ n_dk + alpha_k`` given ``r``
+    uniform on [0, L + sum(alpha)): the topic of one of the document's ``L``
+    tokens (``z[t0:t0 + L]``), or past them a draw from alpha's alias table."""
+    tok = np.int64(z[t0 + min(np.int64(r), max(L - 1, 0))])
+    pri = _alias_draw(max(r - L, 0.0) * k_over_asum, prob, alias, K)
+    return tok if r < L else pri
+
+
+@njit(inline="always")
 def _word_draw(r, nw, zw, wbeg, inv_beta, K):
     """Draw from the word proposal ``q(k) ~ n_wk + beta`` given ``r`` uniform
     on [0, nw + K·beta): the topic of one of the word's ``nw`` occurrences
     (``zw[wbeg:wbeg + nw]``), or past them a topic uniformly (the beta part)."""
-    if r < nw:
-        return np.int64(zw[wbeg + np.int64(r)])
-    return min(np.int64((r - nw) * inv_beta), K - 1)
+    # Both candidates are computed and one selected: a branch here would
+    # be mispredicted often, which costs more than the extra load.
+    occ = np.int64(zw[wbeg + min(np.int64(r), max(nw - 1, 0))])
+    uni = min(np.int64(max(r - nw, 0.0) * inv_beta), K - 1)
+    return occ if r < nw else uni
 
 
 @njit(inline="always")
 def _accept(x, num, den, s, ps, t, pt):
-    """Metropolis-Hastings test of ratio num/den; skips the draw when num >= den."""
-    if num >= den:
-        return x, t, pt
+    """Metropolis-Hastings test of ratio num/den: move to (t, pt) or stay at (s, ps).
+
+    Always draws the uniform and selects without a branch.  The outcome is
+    close to a coin flip, so a branch would be mispredicted about half the
+    time; skipping the draw when num >= den (or the whole test when t == s,
+    where the ratio is 1) cost a third of the sweep time in mispredictions.
+    """
     x, u = _uniform(x)
-    if u * den < num:
-        return x, t, pt
-    return x, s, ps
+    acc = u * den < num
+    return x, t if acc else s, pt if acc else ps
 
 
 def seed_state(seed, stream=0):
@@ -252,24 +267,19 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
                 # One uniform picks the mixture component and the index.
                 x, u = _uniform(x)
                 r = u * (L + alpha_sum)
-                if r < L:
-                    t = np.int64(z[t0 + np.int64(r)])
-                else:
-                    t = _alias_draw((r - L) * k_over_asum, a_prob, a_alias, K)
-                if t != s:
-                    pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
-                    x, s, ps = _accept(x, pt * (ndk[s] + alpha[s]),
-                                       ps * (ndk[t] + alpha[t]), s, ps, t, pt)
-                    z[i] = s
-                    zw[pw] = s
+                t = _doc_draw(r, L, z, t0, k_over_asum, a_prob, a_alias, K)
+                pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
+                x, s, ps = _accept(x, pt * (ndk[s] + alpha[s]), ps * (ndk[t] + alpha[t]),
+                                   s, ps, t, pt)
+                z[i] = s
+                zw[pw] = s
                 # Word proposal q(k) ~ local n_wk (with this token) + beta.
                 t = _word_draw(pre[i % slots, step] * (nw + kbeta), nw, zw, wbeg, inv_beta, K)
-                if t != s:
-                    pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
-                    x, s, ps = _accept(x, pt * (nloc[w, s] + beta),
-                                       ps * (nloc[w, t] + beta), s, ps, t, pt)
-                    z[i] = s
-                    zw[pw] = s
+                pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
+                x, s, ps = _accept(x, pt * (nloc[w, s] + beta), ps * (nloc[w, t] + beta),
+                                   s, ps, t, pt)
+                z[i] = s
+                zw[pw] = s
             ndk[s] += 1
             nwk[w, s] += 1
             nk[s] += 1
@@ -310,20 +320,15 @@ def _init_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, z
             for step in range(mh_steps):
                 x, u = _uniform(x)
                 r = u * (L + alpha_sum)
-                if r < L:
-                    t = np.int64(z[t0 + np.int64(r)])
-                else:
-                    t = _alias_draw((r - L) * k_over_asum, a_prob, a_alias, K)
-                if t != s:
-                    pt = (ndk[t] + bd + alpha[t]) * (nwk[w, t] + bw + beta) / (nk[t] + bk + vbeta)
-                    x, s, ps = _accept(x, pt * (ndk[s] + alpha[s]),
-                                       ps * (ndk[t] + alpha[t]), s, ps, t, pt)
+                t = _doc_draw(r, L, z, t0, k_over_asum, a_prob, a_alias, K)
+                pt = (ndk[t] + bd + alpha[t]) * (nwk[w, t] + bw + beta) / (nk[t] + bk + vbeta)
+                x, s, ps = _accept(x, pt * (ndk[s] + alpha[s]), ps * (ndk[t] + alpha[t]),
+                                   s, ps, t, pt)
                 x, u = _uniform(x)
                 t = _word_draw(u * (nw + kbeta), nw, zw, wbeg, inv_beta, K)
-                if t != s:
-                    pt = (ndk[t] + bd + alpha[t]) * (nwk[w, t] + bw + beta) / (nk[t] + bk + vbeta)
-                    x, s, ps = _accept(x, pt * (nloc[w, s] + beta),
-                                       ps * (nloc[w, t] + beta), s, ps, t, pt)
+                pt = (ndk[t] + bd + alpha[t]) * (nwk[w, t] + bw + beta) / (nk[t] + bk + vbeta)
+                x, s, ps = _accept(x, pt * (nloc[w, s] + beta), ps * (nloc[w, t] + beta),
+                                   s, ps, t, pt)
             z[i] = s
             zw[pw] = s
             ndk[s] += 1
@@ -607,6 +612,8 @@ def _foldin_kernel(doc_ptr, words, z, nwk, nk, alpha, a_prob, a_alias, alpha_sum
                    sweeps, state):
     K = nk.shape[0]
     kbeta = K * beta
+    inv_beta = 1.0 / beta
+    k_over_asum = K / alpha_sum
     x = state[0]
     for d in range(doc_ptr.shape[0] - 1):
         t0 = doc_ptr[d]
@@ -629,18 +636,11 @@ def _foldin_kernel(doc_ptr, words, z, nwk, nk, alpha, a_prob, a_alias, alpha_sum
                 nw = wrow_cum[re - 1] if re > rb else 0
                 for _s in range(mh_steps):
                     x, u = _uniform(x)
-                    if u * (L + alpha_sum) < L:
-                        x, j = _randint(x, L)
-                        t = np.int64(z[t0 + j])
-                    else:
-                        x, j = _randint(x, K)
-                        x, u = _uniform(x)
-                        t = j if u < a_prob[j] else np.int64(a_alias[j])
-                    if t != s:
-                        pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
-                        x, s, ps = _accept(x, pt * (ndk[s] + alpha[s]),
-                                           ps * (ndk[t] + alpha[t]), s, ps, t, pt)
-                        z[i] = s
+                    t = _doc_draw(u * (L + alpha_sum), L, z, t0, k_over_asum, a_prob, a_alias, K)
+                    pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
+                    x, s, ps = _accept(x, pt * (ndk[s] + alpha[s]), ps * (ndk[t] + alpha[t]),
+                                       s, ps, t, pt)
+                    z[i] = s
                     # Word proposal from the fixed model: q(k) ~ n_wk + beta,
                     # the count part by binary search in the word's nonzeros.
                     x, u = _uniform(x)
@@ -656,11 +656,10 @@ def _foldin_kernel(doc_ptr, words, z, nwk, nk, alpha, a_prob, a_alias, alpha_sum
                                 lo = mid + 1
                         t = np.int64(wrow_topic[lo])
                     else:
-                        x, t = _randint(x, K)
-                    if t != s:
-                        pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
-                        x, s, ps = _accept(x, pt * (nwk[w, s] + beta),
-                                           ps * (nwk[w, t] + beta), s, ps, t, pt)
+                        t = min(np.int64((r - nw) * inv_beta), K - 1)
+                    pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
+                    x, s, ps = _accept(x, pt * (nwk[w, s] + beta), ps * (nwk[w, t] + beta),
+                                       s, ps, t, pt)
                 z[i] = s
                 ndk[s] += 1
     state[0] = x
