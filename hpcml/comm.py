@@ -210,6 +210,21 @@ class Comm:
             self.mpi.Allgatherv(local, [out, (counts, displs)])
         return out
 
+    def iallgatherv(self, local, counts):
+        """Start concatenating every rank's 1-D array when every rank already
+        knows their lengths ``counts`` (one per rank, in rank order); returns a
+        :class:`Request` whose result is the concatenation."""
+        local = np.ascontiguousarray(local)
+        counts = np.asarray(counts, dtype=np.int64)
+        if local.ndim != 1 or counts.shape != (self.size,) or local.shape[0] != counts[self.rank]:
+            raise ValueError("iallgatherv: a 1-D array whose length is counts[rank]")
+        displs = np.zeros_like(counts)
+        np.cumsum(counts[:-1], out=displs[1:])
+        out = np.empty(int(counts.sum()), dtype=local.dtype)
+        with self._timed(out.nbytes):
+            request = self.mpi.Iallgatherv(local, [out, (counts, displs)])
+        return Request(self, request, out)
+
     def gatherv(self, local, root=0):
         """Concatenate every rank's array along axis 0 on ``root`` (``None`` elsewhere)."""
         local, shape, dtype, counts, displs = self._vector_layout(local, "gatherv")

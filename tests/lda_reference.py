@@ -34,8 +34,8 @@ def alias_draw(v, prob, alias, K):
     return j if v - j < prob[j] else int(alias[j])
 
 
-def mh_sweep(doc_ptr, words, z, nwk, nk, nloc, alpha, prob, alias, beta, steps,
-             wptr, tpos, zw, state):
+def mh_sweep(doc_ptr, words, z, nwk, nk, alpha, prob, alias, beta, steps, wptr, tpos, zw,
+             state):
     rng = Stream(state)
     K = len(nk)
     V = nwk.shape[0]
@@ -58,8 +58,6 @@ def mh_sweep(doc_ptr, words, z, nwk, nk, nloc, alpha, prob, alias, beta, steps,
             ndk[s0] -= 1
             nwk[w, s0] -= 1
             nk[s0] -= 1
-            if nloc is not nwk:
-                nloc[w, s0] -= 1
 
             def pi(k):
                 return (ndk[k] + alpha[k]) * (nwk[w, k] + beta) / (nk[k] + V * beta)
@@ -75,7 +73,7 @@ def mh_sweep(doc_ptr, words, z, nwk, nk, nloc, alpha, prob, alias, beta, steps,
                 r = pre[i][step] * (nw + K * beta)
                 t = int(zw[wptr[w] + int(r)]) if r < nw else min(int((r - nw) * (1.0 / beta)), K - 1)
                 pt = pi(t)
-                if accept(rng, pt * (nloc[w, s] + beta), ps * (nloc[w, t] + beta)):
+                if accept(rng, pt * (nwk[w, s] + beta), ps * (nwk[w, t] + beta)):
                     s, ps = t, pt
                 z[i] = zw[tpos[i]] = s
             z[i] = s
@@ -83,8 +81,6 @@ def mh_sweep(doc_ptr, words, z, nwk, nk, nloc, alpha, prob, alias, beta, steps,
             ndk[s] += 1
             nwk[w, s] += 1
             nk[s] += 1
-            if nloc is not nwk:
-                nloc[w, s] += 1
     state[0] = rng.x
 
 
@@ -131,14 +127,14 @@ def joint_log_likelihood(doc_ptr, words, z, alpha, beta, V):
 
 
 def progressive_init(doc_ptr, words, nwk, nk, alpha, prob, alias, beta, steps, wptr, tpos,
-                     state, smooth, nloc):
+                     zw, state, smooth, n_after=0):
     """Sequential initialisation: each token from MH against the tokens placed before
-    (plus the unplaced ones spread evenly, weighted by ``smooth``)."""
+    (plus the unplaced ones, ``n_after`` of later ranks included, spread evenly,
+    weighted by ``smooth``); ``zw`` is the word order, earlier ranks' part filled."""
     rng = Stream(state)
-    K, V, N = len(nk), nwk.shape[0], len(words)
+    K, V, N = len(nk), nwk.shape[0], len(words) + n_after
     asum = float(alpha.sum())
     z = np.zeros(len(words), np.int64)
-    zw = np.zeros(len(words), np.int64)
 
     def word_draw(w, nw):
         r = rng.uniform() * (nw + K * beta)
@@ -167,13 +163,11 @@ def progressive_init(doc_ptr, words, nwk, nk, alpha, prob, alias, beta, steps, w
                     s, ps = t, pt
                 t = word_draw(w, nw)
                 pt = pi(t)
-                if accept(rng, pt * (nloc[w, s] + beta), ps * (nloc[w, t] + beta)):
+                if accept(rng, pt * (nwk[w, s] + beta), ps * (nwk[w, t] + beta)):
                     s, ps = t, pt
             z[i] = zw[tpos[i]] = s
             ndk[s] += 1
             nwk[w, s] += 1
             nk[s] += 1
-            if nloc is not nwk:
-                nloc[w, s] += 1
     state[0] = rng.x
     return z, zw

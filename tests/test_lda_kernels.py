@@ -19,74 +19,94 @@ def _state(corpus, n_topics, seed, zdtype=np.uint16, cdtype=np.int32):
     return doc_ptr, words, z, nwk, nk
 
 
-@pytest.mark.parametrize("separate", [False, True])
-def test_mh_sweep_matches_reference(separate):
+def _second_rank(corpus, n_first, n_topics, seed, zdtype=np.uint16):
+    """Split a corpus after ``n_first`` documents into two "ranks" with random
+    topics; return the second rank's tokens and topics with the global word
+    order, the topics of both in it, and the counts of both."""
+    doc_ptr, words = corpus.tokens()
+    z = np.random.default_rng(seed).integers(0, n_topics, words.size).astype(zdtype)
+    cut = int(doc_ptr[n_first])
+    parts = [(doc_ptr[:n_first + 1], words[:cut], z[:cut]),
+             (doc_ptr[n_first:] - cut, words[cut:], z[cut:])]
+    V = corpus.n_words
+    wptr, starts = K.global_word_order([np.bincount(w, minlength=V) for _, w, _ in parts])
+    zw = np.zeros(words.size, zdtype)
+    nwk = np.zeros((V, n_topics), np.int32)
+    nk = np.zeros(n_topics, np.int64)
+    for r, (_, w, zr) in enumerate(parts):
+        lw, tp = K.word_index(w, V)
+        K.apply_rank_topics(K.word_order(zr, tp), starts, r, zw, nwk, nk, replace=False)
+    ptr1, w1, z1 = parts[1]
+    lw, tp = K.word_index(w1, V)
+    gpos = K.global_positions(w1, tp, lw, starts[1])
+    return ptr1, w1, z1.copy(), nwk, nk, wptr, starts, gpos, zw
+
+
+@pytest.mark.parametrize("n_first", [0, 4])
+def test_mh_sweep_matches_reference(n_first):
+    # n_first = 4: the sweep runs on the second of two ranks, whose word
+    # proposal reads the whole corpus's word order.
     corpus, _, _ = lda_corpus(9, 15, 3, 12, seed=4, length_spread=1.0)
     n_topics = 5
-    doc_ptr, words, z, nwk, nk = _state(corpus, n_topics, 1)
+    doc_ptr, words, z, nwk, nk, wptr, _, tpos, zw = _second_rank(corpus, n_first, n_topics, 1)
     alpha = np.array([0.3, 0.1, 0.5, 0.2, 0.05])
-    wptr, tpos = K.word_index(words, corpus.n_words)
-    zw = K.word_order(z, tpos)
-    # With a separate local count, nwk also holds "other ranks'" counts.
-    nloc = nwk.copy() if separate else None
-    if separate:
-        nwk += np.random.default_rng(2).integers(0, 3, nwk.shape).astype(nwk.dtype)
-        nk[:] = nwk.sum(0)
-    copies = [a.copy() for a in (z, nwk, nk, zw)] + [None if nloc is None else nloc.copy()]
+    copies = [a.copy() for a in (z, nwk, nk, zw)]
     state = K.seed_state(7)
     st_ref = state.copy()
     for _ in range(3):
         K.mh_sweep(doc_ptr, words, z, nwk, nk, alpha, 0.05, state, wptr=wptr, tpos=tpos,
-                   zw=zw, nloc=nloc, mh_steps=2)
-    rz, rnwk, rnk, rzw, rloc = copies
+                   zw=zw, mh_steps=2)
+    rz, rnwk, rnk, rzw = copies
     prob, alias = K.alias_table(alpha)
     for _ in range(3):
-        ref.mh_sweep(doc_ptr, words, rz, rnwk, rnk, rnwk if rloc is None else rloc, alpha,
-                     prob, alias, 0.05, 2, wptr, tpos, rzw, st_ref)
+        ref.mh_sweep(doc_ptr, words, rz, rnwk, rnk, alpha, prob, alias, 0.05, 2, wptr, tpos,
+                     rzw, st_ref)
     np.testing.assert_array_equal(z, rz)
     np.testing.assert_array_equal(nwk, rnwk)
     np.testing.assert_array_equal(nk, rnk)
+    np.testing.assert_array_equal(zw, rzw)
     np.testing.assert_array_equal(zw[tpos], z)
     assert state[0] == st_ref[0]
-    if separate:
-        np.testing.assert_array_equal(nloc, rloc)
+    # The counts stay those of the word order.
+    cnwk = np.zeros_like(nwk)
+    np.add.at(cnwk, (np.repeat(np.arange(corpus.n_words), np.diff(wptr)), zw), 1)
+    np.testing.assert_array_equal(nwk, cnwk)
 
 
-@pytest.mark.parametrize("separate", [False, True])
-def test_progressive_init_matches_reference_and_beats_random(separate):
+@pytest.mark.parametrize("n_first", [0, 15])
+def test_progressive_init_matches_reference_and_beats_random(n_first):
+    # n_first = 15: the second rank starts from the first one's placed tokens.
     corpus, _, _ = lda_corpus(40, 30, 3, 25, seed=12, length_spread=1.0)
     n_topics, beta = 6, 0.05
-    doc_ptr, words = corpus.tokens()
+    doc_ptr, words, _, nwk, nk, wptr, starts, tpos, zw = _second_rank(corpus, n_first,
+                                                                       n_topics, 2)
+    # Remove the second rank's random topics: it has not placed any yet.
+    lo, hi = starts[1], starts[2]
+    mine = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]).astype(np.int64)
+    word_of = np.repeat(np.arange(corpus.n_words), np.diff(wptr))
+    np.subtract.at(nwk, (word_of[mine], zw[mine]), 1)
+    nk[:] = nwk.sum(0)
+    others = nwk.copy()
     alpha = np.array([0.3, 0.1, 0.5, 0.2, 0.05, 0.1])
-    wptr, tpos = K.word_index(words, corpus.n_words)
-    nwk = np.zeros((corpus.n_words, n_topics), np.int32)
-    # With a separate local count, nwk starts with "earlier ranks'" counts.
-    others = np.random.default_rng(2).integers(0, 3, nwk.shape).astype(np.int32) \
-        if separate else np.zeros_like(nwk)
-    nwk += others
-    nk = nwk.sum(0).astype(np.int64)
-    nloc = np.zeros_like(nwk) if separate else None
     state = K.seed_state(5)
     st_ref = state.copy()
-    rnwk, rnk = nwk.copy(), nk.copy()
-    rloc = rnwk if nloc is None else nloc.copy()
+    rnwk, rnk, rzw = nwk.copy(), nk.copy(), zw.copy()
     z, zw = K.progressive_init(doc_ptr, words, nwk, nk, alpha, beta, state, wptr=wptr,
-                               tpos=tpos, nloc=nloc, mh_steps=2, smooth=0.3)
+                               tpos=tpos, zw=zw, mh_steps=2, smooth=0.3)
     prob, alias = K.alias_table(alpha)
     rz, rzw = ref.progressive_init(doc_ptr, words, rnwk, rnk, alpha, prob, alias, beta, 2,
-                                   wptr, tpos, st_ref, 0.3, rloc)
+                                   wptr, tpos, rzw, st_ref, 0.3)
     np.testing.assert_array_equal(z, rz)
     np.testing.assert_array_equal(zw, rzw)
     np.testing.assert_array_equal(nwk, rnwk)
     assert state[0] == st_ref[0]
-    # The counts returned are those of z (plus the earlier ones).
+    # The counts returned are those of z plus the earlier ones.
     cnwk, cnk = np.zeros_like(nwk), np.zeros(n_topics, np.int64)
     K.count_topics(doc_ptr, words, z, cnwk, cnk)
     np.testing.assert_array_equal(nwk, cnwk + others)
     np.testing.assert_array_equal(nk, cnk + others.sum(0))
-    if separate:
-        np.testing.assert_array_equal(nloc, cnwk)
-        np.testing.assert_array_equal(rloc, cnwk)
+    np.testing.assert_array_equal(zw[tpos], z)
+    if n_first:
         return
 
     def ll(zz):
@@ -96,6 +116,37 @@ def test_progressive_init_matches_reference_and_beats_random(separate):
     assert ll(z) > max(rand) + 0.05 * abs(max(rand))
     with pytest.raises(ValueError, match="zero"):
         K.progressive_init(doc_ptr, words, nwk, nk, alpha, beta, state, wptr=wptr, tpos=tpos)
+
+
+def test_exchanged_changes_keep_views_exact():
+    # Two ranks' views; the second resamples, and the first applies its
+    # changes sparsely or densely: both must equal a recount.
+    corpus, _, _ = lda_corpus(12, 20, 3, 15, seed=6, length_spread=1.0)
+    n_topics = 4
+    doc_ptr, words, z, nwk, nk, wptr, starts, gpos, zw = _second_rank(corpus, 5, n_topics, 3)
+    view0 = [nwk.copy(), nk.copy(), zw.copy()]
+    view1 = [nwk.copy(), nk.copy(), zw.copy()]
+    snap = z.copy()
+    K.mh_sweep(doc_ptr, words, z, *view1[:2], np.full(n_topics, 0.2), 0.1, K.seed_state(1),
+               wptr=wptr, tpos=gpos, zw=view1[2])
+    changed = K.changed_tokens(z, snap, 0, gpos)
+    assert 0 < changed.size == int((z != snap).sum())
+    sparse = [a.copy() for a in view0]
+    K.apply_changes(np.concatenate([changed, changed[:0]]), (changed.size, changed.size),
+                    wptr, sparse[2], sparse[0], sparse[1])
+    dense = [a.copy() for a in view0]
+    K.apply_rank_topics(K.rank_topics(view1[2], starts, 1), starts, 1, dense[2], dense[0],
+                        dense[1], replace=True)
+    # Skipping one's own entries leaves the view alone.
+    own = [a.copy() for a in view1]
+    K.apply_changes(changed, (0, changed.size), wptr, own[2], own[0], own[1])
+    for got in (sparse, dense, own):
+        for a, b in zip(got, view1):
+            np.testing.assert_array_equal(a, b)
+    # The word order holds the second rank's topics where global_positions says.
+    np.testing.assert_array_equal(view1[2][gpos], z)
+    assert np.array_equal(K.global_word_order([[2, 0, 1], [1, 3, 0]])[1],
+                          [[0, 3, 6], [2, 3, 7], [3, 6, 7]])
 
 
 def test_dense_sweep_matches_reference():

@@ -5,7 +5,7 @@ Two training samplers share one state layout:
 * :func:`mh_sweep` -- Metropolis-Hastings in the manner of LightLDA: each
   step alternates a *document proposal* (the topic of a random token of the
   same document, or a draw from alpha) and a *word proposal* (the topic of a
-  random occurrence of the same word in this rank's corpus, or a uniform
+  random occurrence of the same word in the whole corpus, or a uniform
   topic).  Both proposals are drawn in O(1) without any table that must be
   rebuilt, so the cost per token does not grow with K.
 * :func:`dense_sweep` -- the textbook O(K) collapsed Gibbs sampler, the
@@ -21,7 +21,16 @@ visible in the first sweeps at large K (more ``mh_steps`` buys it back).
 Memory: 10 bytes per token on one rank (uint16 word id and topic when V and
 K allow, the topic again in word order, an int32 word-order position) and 2
 bytes per word-topic cell (uint16 counts while every word occurs fewer than
-65,536 times, else 4).
+65,536 times, else 4).  On several ranks each rank also holds the topics of
+the other ranks' tokens in word order (2 bytes per token of the corpus).
+
+Several ranks: every rank keeps ``zw`` for the *whole* corpus in one global
+word order (for each word, rank 0's tokens, then rank 1's, ...) and a view
+``nwk`` of the counts that agrees with it exactly: its own changes enter
+both at once, the other ranks' when they arrive (:func:`changed_tokens`,
+:func:`apply_changes`, :func:`apply_rank_topics`).  So the word proposal's
+density is the view itself, and a sweep on several ranks runs the very
+kernel of one rank, touching one count array.
 
 State layout (compact integer types, chosen by the caller):
 
@@ -30,13 +39,11 @@ State layout (compact integer types, chosen by the caller):
 ``z``        uint16/int32 (N,)  topic per token
 ``nwk``      uint16/int32 (V, K)  word-topic counts (this rank's view)
 ``nk``       int64 (K,)     topic totals (this rank's view)
-``nloc``     like nwk       word-topic counts of this rank's tokens only
-                            (the same array as ``nwk`` on one rank)
 ``wptr``     int64 (V+1,)   offsets of each word's tokens in word order
 ``tpos``     int32/int64 (N,)  position of each token in word order
-``zw``       like z         the topics again, in word order: the word
-                            proposal reads one entry instead of chasing an
-                            index into ``z`` (one cache miss instead of two)
+``zw``       like z (N_all,)  the topics of all tokens in word order: the
+                            word proposal reads one entry instead of chasing
+                            an index into ``z`` (one cache miss instead of two)
 
 The random number generator is a xorshift64* stream whose 64-bit state is
 passed in a ``uint64`` array of length 1 and written back, so a sweep is a
@@ -195,7 +202,7 @@ def alias_table(weights):
 
 
 @njit(**JIT)
-def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
+def _mh_kernel(doc_ptr, words, z, nwk, nk, wptr, tpos, zw,
                alpha, a_prob, a_alias, alpha_sum, beta, vbeta, mh_steps,
                d0, d1, ndk, state):
     K = nk.shape[0]
@@ -203,7 +210,6 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
     inv_beta = 1.0 / beta
     k_over_asum = K / alpha_sum
     flat = nwk.reshape(-1)
-    flat_loc = nloc.reshape(-1)
     x = state[0]
     # The loads of a token's proposals depend on each other, so the CPU
     # cannot overlap their cache misses.  The uniforms of each token's word
@@ -241,19 +247,13 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
                 if K <= _ROW_K:
                     for off in range(0, K, 16):
                         _prefetch(flat, wa * K + off)
-                        if separate_local:
-                            _prefetch(flat_loc, wa * K + off)
                 else:
                     _prefetch(flat, wa * K + np.int64(z[ia]))
-                    if separate_local:
-                        _prefetch(flat_loc, wa * K + np.int64(z[ia]))
             w = words[i]
             s0 = np.int64(z[i])
             ndk[s0] -= 1
             nwk[w, s0] -= 1
             nk[s0] -= 1
-            if separate_local:
-                nloc[w, s0] -= 1
             s = s0
             ps = (ndk[s] + alpha[s]) * (nwk[w, s] + beta) / (nk[s] + vbeta)
             wbeg = wptr[w]
@@ -273,39 +273,38 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw,
                                    s, ps, t, pt)
                 z[i] = s
                 zw[pw] = s
-                # Word proposal q(k) ~ local n_wk (with this token) + beta.
+                # Word proposal q(k) ~ n_wk (with this token) + beta.
                 t = _word_draw(pre[i % slots, step] * (nw + kbeta), nw, zw, wbeg, inv_beta, K)
                 pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
-                x, s, ps = _accept(x, pt * (nloc[w, s] + beta), ps * (nloc[w, t] + beta),
+                x, s, ps = _accept(x, pt * (nwk[w, s] + beta), ps * (nwk[w, t] + beta),
                                    s, ps, t, pt)
                 z[i] = s
                 zw[pw] = s
             ndk[s] += 1
             nwk[w, s] += 1
             nk[s] += 1
-            if separate_local:
-                nloc[w, s] += 1
         for i in range(t0, t1):
             ndk[z[i]] = 0
     state[0] = x
 
 
 @njit(**JIT)
-def _init_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, zw, alpha,
-                 a_prob, a_alias, alpha_sum, beta, vbeta, mh_steps, smooth, ndk, state):
+def _init_kernel(doc_ptr, words, z, nwk, nk, wptr, tpos, zw, alpha, a_prob, a_alias,
+                 alpha_sum, beta, vbeta, mh_steps, smooth, n_after, ndk, state):
     K = nk.shape[0]
     kbeta = K * beta
     inv_beta = 1.0 / beta
     k_over_asum = K / alpha_sum
-    n_all = words.shape[0]
+    n_left = n_after + words.shape[0]
     x = state[0]
     for d in range(doc_ptr.shape[0] - 1):
         t0 = doc_ptr[d]
         t1 = doc_ptr[d + 1]
         for i in range(t0, t1):
             w = words[i]
-            # Tokens of w sit in word order in corpus order, so the ones
-            # already placed are exactly zw[wbeg:pw]; likewise z[t0:i].
+            # Tokens of w sit in word order in corpus order (earlier ranks'
+            # first), so the ones already placed are exactly zw[wbeg:pw];
+            # likewise z[t0:i].
             wbeg = wptr[w]
             pw = tpos[i]
             nw = pw - wbeg
@@ -313,7 +312,7 @@ def _init_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, z
             # Tokens not yet placed count as spread evenly over the topics.
             bd = smooth * (t1 - i) / K
             bw = smooth * (wptr[w + 1] - pw) / K
-            bk = smooth * (n_all - i) / K
+            bk = smooth * (n_left - i) / K
             x, u = _uniform(x)
             s = _word_draw(u * (nw + kbeta), nw, zw, wbeg, inv_beta, K)
             ps = (ndk[s] + bd + alpha[s]) * (nwk[w, s] + bw + beta) / (nk[s] + bk + vbeta)
@@ -327,22 +326,20 @@ def _init_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, wptr, tpos, z
                 x, u = _uniform(x)
                 t = _word_draw(u * (nw + kbeta), nw, zw, wbeg, inv_beta, K)
                 pt = (ndk[t] + bd + alpha[t]) * (nwk[w, t] + bw + beta) / (nk[t] + bk + vbeta)
-                x, s, ps = _accept(x, pt * (nloc[w, s] + beta), ps * (nloc[w, t] + beta),
+                x, s, ps = _accept(x, pt * (nwk[w, s] + beta), ps * (nwk[w, t] + beta),
                                    s, ps, t, pt)
             z[i] = s
             zw[pw] = s
             ndk[s] += 1
             nwk[w, s] += 1
             nk[s] += 1
-            if separate_local:
-                nloc[w, s] += 1
         for i in range(t0, t1):
             ndk[z[i]] = 0
     state[0] = x
 
 
-def progressive_init(doc_ptr, words, nwk, nk, alpha, beta, state, *, wptr, tpos,
-                     nloc=None, mh_steps=1, smooth=0.1, scratch=None):
+def progressive_init(doc_ptr, words, nwk, nk, alpha, beta, state, *, wptr, tpos, zw=None,
+                     n_after=0, mh_steps=1, smooth=0.1, scratch=None):
     """Draw initial topics token by token from the conditional given the
     tokens placed before (sequential, "online" initialisation).
 
@@ -359,36 +356,42 @@ def progressive_init(doc_ptr, words, nwk, nk, alpha, beta, state, *, wptr, tpos,
     Parameters
     ----------
     nwk, nk : arrays
-        Counts the conditional uses; this rank's tokens are added in place.
-        Zero on entry, or (with ``nloc``) the counts of tokens that other
-        ranks placed before.
-    nloc : ndarray, optional
-        Zero on entry; receives the counts of this rank's tokens only (the
-        word proposal's own counts) when ``nwk`` also holds other ranks'.
+        Counts the conditional uses; these tokens are added in place.  Zero
+        on entry, or the counts of the tokens that earlier ranks placed.
+    wptr, tpos : arrays
+        Word order (see :func:`word_index`): on several ranks the global one,
+        in which every word's tokens of earlier ranks come first.
+    zw : ndarray, optional
+        Topics in that word order, with the earlier ranks' tokens filled in;
+        these tokens' entries are written.  Allocated when not given (one rank).
+    n_after : int
+        Tokens that later ranks will place (they count as not yet placed).
 
     Returns ``(z, zw)``: the topics in corpus and in word order.
     """
     K = nk.shape[0]
-    z = np.zeros(words.shape[0], np.uint16 if K <= 2**16 else np.int32)
-    separate = nloc is not None
-    nloc = nwk if nloc is None else nloc
-    _check_state(doc_ptr, words, z, nwk, nk, nloc, alpha, state, 0, doc_ptr.shape[0] - 1)
-    if wptr.shape[0] != nwk.shape[0] + 1 or tpos.shape[0] != words.shape[0]:
-        raise ValueError("wptr/tpos do not match the corpus")
-    if nloc.any() or (not separate and nk.any()):
-        raise ValueError("this rank's counts must start at zero")
-    zw = np.zeros_like(z)
+    z = np.zeros(words.shape[0], topic_dtype(K))
+    _check_state(doc_ptr, words, z, nwk, nk, alpha, state, 0, doc_ptr.shape[0] - 1)
+    zw = np.zeros_like(z) if zw is None else zw
+    _check_word_order(nwk, words, z, wptr, tpos, zw)
+    if int(nk.sum()) + words.shape[0] + int(n_after) != zw.shape[0]:
+        raise ValueError("the counts must hold exactly the earlier ranks' tokens "
+                         "(zero on one rank)")
     a_prob, a_alias = alias_table(alpha)
     ndk = np.zeros(K, np.int32) if scratch is None else scratch
-    _init_kernel(doc_ptr, words, z, nwk, nk, nloc, separate, wptr, tpos, zw, alpha, a_prob,
-                 a_alias, float(alpha.sum()), float(beta), float(beta) * nwk.shape[0],
-                 int(mh_steps), float(smooth), ndk, state)
+    _init_kernel(doc_ptr, words, z, nwk, nk, wptr, tpos, zw, alpha, a_prob, a_alias,
+                 float(alpha.sum()), float(beta), float(beta) * nwk.shape[0], int(mh_steps),
+                 float(smooth), int(n_after), ndk, state)
     return z, zw
 
 
+def topic_dtype(n_topics):
+    """Smallest type that holds topic numbers below ``n_topics``."""
+    return np.uint16 if n_topics <= 2**16 else np.int32
+
+
 @njit(**JIT)
-def _dense_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, alpha,
-                  beta, vbeta, d0, d1, ndk, cdf, state):
+def _dense_kernel(doc_ptr, words, z, nwk, nk, alpha, beta, vbeta, d0, d1, ndk, cdf, state):
     K = nk.shape[0]
     x = state[0]
     for d in range(d0, d1):
@@ -402,8 +405,6 @@ def _dense_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, alpha,
             ndk[s] -= 1
             nwk[w, s] -= 1
             nk[s] -= 1
-            if separate_local:
-                nloc[w, s] -= 1
             acc = 0.0
             for k in range(K):
                 acc += (ndk[k] + alpha[k]) * (nwk[w, k] + beta) / (nk[k] + vbeta)
@@ -417,14 +418,12 @@ def _dense_kernel(doc_ptr, words, z, nwk, nk, nloc, separate_local, alpha,
             ndk[t] += 1
             nwk[w, t] += 1
             nk[t] += 1
-            if separate_local:
-                nloc[w, t] += 1
         for i in range(t0, t1):
             ndk[z[i]] = 0
     state[0] = x
 
 
-def _check_state(doc_ptr, words, z, nwk, nk, nloc, alpha, state, d0, d1):
+def _check_state(doc_ptr, words, z, nwk, nk, alpha, state, d0, d1):
     if doc_ptr.dtype != np.int64 or doc_ptr.ndim != 1:
         raise TypeError("doc_ptr must be a 1-D int64 array")
     if words.shape != z.shape or words.ndim != 1:
@@ -435,8 +434,6 @@ def _check_state(doc_ptr, words, z, nwk, nk, nloc, alpha, state, d0, d1):
         raise ValueError("doc_ptr[-1] must equal the number of tokens")
     if nwk.ndim != 2 or nwk.dtype.kind not in "iu" or not nwk.flags.c_contiguous:
         raise TypeError("nwk must be a C-contiguous 2-D integer array")
-    if nloc.shape != nwk.shape or nloc.dtype.kind not in "iu":
-        raise ValueError("nloc must be an integer array shaped like nwk")
     if nk.dtype != np.int64 or nk.shape != (nwk.shape[1],):
         raise TypeError("nk must be int64 of length K")
     if alpha.dtype != np.float64 or alpha.shape != nk.shape:
@@ -447,15 +444,22 @@ def _check_state(doc_ptr, words, z, nwk, nk, nloc, alpha, state, d0, d1):
         raise ValueError("document range out of bounds")
 
 
+def _check_word_order(nwk, words, z, wptr, tpos, zw):
+    if wptr.shape[0] != nwk.shape[0] + 1 or tpos.shape[0] != words.shape[0]:
+        raise ValueError("wptr/tpos do not match the corpus")
+    if zw.dtype != z.dtype or zw.shape[0] != int(wptr[-1]):
+        raise ValueError("zw must hold one topic per token of the word order")
+
+
 def mh_sweep(doc_ptr, words, z, nwk, nk, alpha, beta, state, *, wptr, tpos, zw,
-             nloc=None, mh_steps=2, d0=0, d1=None, scratch=None):
+             mh_steps=2, d0=0, d1=None, scratch=None):
     """Resample the topics of documents ``d0:d1`` by Metropolis-Hastings.
 
     Parameters
     ----------
     doc_ptr, words, z, nwk, nk : arrays
         Corpus and counts as described in the module docstring; ``z``,
-        ``nwk``, ``nk`` (and ``nloc``) are updated in place.
+        ``nwk`` and ``nk`` are updated in place.
     alpha : ndarray of float64, shape (K,)
         Document-topic prior (asymmetric allowed).
     beta : float
@@ -463,11 +467,9 @@ def mh_sweep(doc_ptr, words, z, nwk, nk, alpha, beta, state, *, wptr, tpos, zw,
     state : ndarray of uint64, shape (1,)
         Generator state, advanced in place.
     wptr, tpos, zw : arrays
-        Word order of this rank's tokens (see :func:`word_index`) and the
-        topics in that order (``zw[tpos] == z``), updated in place.
-    nloc : ndarray, optional
-        Counts of this rank's tokens when ``nwk`` also holds other ranks'
-        counts; ``None`` when they coincide (one rank).
+        Word order of the corpus (see :func:`word_index`), these tokens'
+        positions in it, and the topics in that order (``zw[tpos] == z``),
+        updated in place.  On several ranks, the whole corpus's.
     mh_steps : int
         Number of (document, word) proposal pairs per token.
     d0, d1 : int
@@ -476,35 +478,28 @@ def mh_sweep(doc_ptr, words, z, nwk, nk, alpha, beta, state, *, wptr, tpos, zw,
         Zeroed work array reused across calls.
     """
     d1 = doc_ptr.shape[0] - 1 if d1 is None else d1
-    separate = nloc is not None
-    nloc = nwk if nloc is None else nloc
-    _check_state(doc_ptr, words, z, nwk, nk, nloc, alpha, state, d0, d1)
-    if (wptr.shape[0] != nwk.shape[0] + 1 or tpos.shape[0] != words.shape[0]
-            or zw.shape != z.shape or zw.dtype != z.dtype):
-        raise ValueError("wptr/tpos/zw do not match the corpus")
+    _check_state(doc_ptr, words, z, nwk, nk, alpha, state, d0, d1)
+    _check_word_order(nwk, words, z, wptr, tpos, zw)
     K = nk.shape[0]
     a_prob, a_alias = alias_table(alpha)
     ndk = np.zeros(K, np.int32) if scratch is None else scratch
-    _mh_kernel(doc_ptr, words, z, nwk, nk, nloc, separate, wptr, tpos, zw, alpha,
-               a_prob, a_alias, float(alpha.sum()), float(beta),
-               float(beta) * nwk.shape[0], int(mh_steps), int(d0), int(d1), ndk, state)
+    _mh_kernel(doc_ptr, words, z, nwk, nk, wptr, tpos, zw, alpha, a_prob, a_alias,
+               float(alpha.sum()), float(beta), float(beta) * nwk.shape[0], int(mh_steps),
+               int(d0), int(d1), ndk, state)
 
 
-def dense_sweep(doc_ptr, words, z, nwk, nk, alpha, beta, state, *, nloc=None,
-                d0=0, d1=None, scratch=None):
+def dense_sweep(doc_ptr, words, z, nwk, nk, alpha, beta, state, *, d0=0, d1=None,
+                scratch=None):
     """Resample documents ``d0:d1`` by the exact O(K) collapsed Gibbs rule.
 
-    Same arguments as :func:`mh_sweep` (without the word index).
+    Same arguments as :func:`mh_sweep` (without the word order).
     """
     d1 = doc_ptr.shape[0] - 1 if d1 is None else d1
-    separate = nloc is not None
-    nloc = nwk if nloc is None else nloc
-    _check_state(doc_ptr, words, z, nwk, nk, nloc, alpha, state, d0, d1)
+    _check_state(doc_ptr, words, z, nwk, nk, alpha, state, d0, d1)
     K = nk.shape[0]
     ndk = np.zeros(K, np.int32) if scratch is None else scratch
-    _dense_kernel(doc_ptr, words, z, nwk, nk, nloc, separate, alpha, float(beta),
-                  float(beta) * nwk.shape[0], int(d0), int(d1), ndk,
-                  np.empty(K), state)
+    _dense_kernel(doc_ptr, words, z, nwk, nk, alpha, float(beta), float(beta) * nwk.shape[0],
+                  int(d0), int(d1), ndk, np.empty(K), state)
 
 
 @njit(**JIT)
@@ -713,7 +708,7 @@ def fold_in(doc_ptr, words, nwk, nk, alpha, beta, state, *, sweeps=20, mh_steps=
         Document-topic counts of the final sample.
     """
     K = nk.shape[0]
-    _check_state(doc_ptr, words, np.zeros_like(words), nwk, nk, nwk, alpha, state,
+    _check_state(doc_ptr, words, np.zeros_like(words), nwk, nk, alpha, state,
                  0, doc_ptr.shape[0] - 1)
     ptr, topic, cum = sparse_rows(nwk) if rows is None else rows
     z = np.empty(words.shape[0], np.int32)
@@ -725,135 +720,133 @@ def fold_in(doc_ptr, words, nwk, nk, alpha, beta, state, *, sweeps=20, mh_steps=
     return ndk
 
 
-_PACK_SHIFT = 24
-_PACK_BIAS = 1 << 23
+def global_word_order(rank_freq):
+    """The word order of a corpus spread over ranks.
+
+    Parameters
+    ----------
+    rank_freq : ndarray of int, shape (P, V)
+        How often each word occurs on each rank.
+
+    Returns
+    -------
+    wptr : ndarray of int64, shape (V+1,)
+        Offsets of each word's tokens (all ranks) in the global word order.
+    starts : ndarray of int64, shape (P+1, V)
+        ``starts[r, w]``: where rank r's tokens of word w begin; they end at
+        ``starts[r+1, w]`` (rank order inside each word).
+    """
+    freq = np.asarray(rank_freq, np.int64)
+    P, V = freq.shape
+    wptr = np.zeros(V + 1, np.int64)
+    np.cumsum(freq.sum(axis=0), out=wptr[1:])
+    starts = np.empty((P + 1, V), np.int64)
+    starts[0] = wptr[:-1]
+    np.cumsum(freq, axis=0, out=starts[1:])
+    starts[1:] += wptr[:-1]
+    return wptr, starts
+
+
+def global_positions(words, tpos, local_wptr, start):
+    """Positions of a rank's tokens in the global word order, given their
+    positions ``tpos`` in the rank's own word order and ``start`` = the
+    rank's row of :func:`global_word_order`'s ``starts``."""
+    w = words.astype(np.int64)
+    pos = start[w] + (tpos - local_wptr[w])
+    return pos.astype(np.int32 if int(start[-1]) + 1 < 2**31 else np.int64)
+
+
+#: A changed token travels as one int64: (global position << 24) | new topic.
+_TOPIC_BITS = 24
+MAX_TOPICS = 1 << _TOPIC_BITS
+MAX_POSITIONS = 1 << (63 - _TOPIC_BITS)
 
 
 @njit(**JIT)
-def _delta_kernel(words, z, zsnap, t0, delta, touched):
-    K = delta.shape[1]
+def _changed_kernel(z, zsnap, t0, gpos, out):
     m = 0
     for j in range(zsnap.shape[0]):
-        i = t0 + j
-        if z[i] != zsnap[j]:
-            w = words[i]
-            a = np.int64(zsnap[j])
-            b = np.int64(z[i])
-            if delta[w, a] == 0:
-                touched[m] = w * K + a
-                m += 1
-            delta[w, a] -= 1
-            if delta[w, b] == 0:
-                touched[m] = w * K + b
-                m += 1
-            delta[w, b] += 1
+        t = z[t0 + j]
+        if t != zsnap[j]:
+            out[m] = (np.int64(gpos[t0 + j]) << _TOPIC_BITS) | np.int64(t)
+            m += 1
     return m
 
 
-def segment_delta(words, z, zsnap, t0, delta, touched):
-    """Add the count changes of tokens ``t0:t0+len(zsnap)`` to ``delta``.
-
-    ``zsnap`` holds their topics before the segment was sampled.  Returns the
-    number of cells written to ``touched`` (flat indices into ``delta``; a
-    cell may appear twice, and some may have returned to zero).
-    """
-    if delta.dtype != np.int32 or touched.dtype != np.int64:
-        raise TypeError("delta must be int32 and touched int64")
-    if touched.shape[0] < 2 * zsnap.shape[0]:
-        raise ValueError("touched must hold two cells per token")
-    return int(_delta_kernel(words, z, zsnap, int(t0), delta, touched))
+def changed_tokens(z, zsnap, t0, gpos):
+    """The tokens ``t0:t0+len(zsnap)`` whose topic differs from ``zsnap``
+    (their topics before the segment was sampled), packed as
+    ``(global position << 24) | topic`` in int64 words."""
+    out = np.empty(zsnap.shape[0], np.int64)
+    return out[:_changed_kernel(z, zsnap, int(t0), gpos, out)]
 
 
 @njit(**JIT)
-def _pack_kernel(delta, touched, m, packed):
-    flat = delta.reshape(-1)
-    n = 0
-    overflow = False
-    for j in range(m):
-        key = touched[j]
-        v = flat[key]
-        if v != 0:
-            if v >= _PACK_BIAS or v < -_PACK_BIAS:
-                overflow = True
-            packed[n] = (key << _PACK_SHIFT) | (v + _PACK_BIAS)
-            n += 1
-            flat[key] = 0
-    return n, overflow
-
-
-def pack_delta(delta, touched, m):
-    """Move the nonzero cells of ``delta`` listed in ``touched[:m]`` into int64
-    words ``(cell << 24) | (value + 2**23)`` and zero them in ``delta``.
-
-    Returns ``(packed, overflow)``; ``overflow`` is True when some value does
-    not fit in 24 bits (the caller must then exchange densely).
-    """
-    packed = np.empty(m, np.int64)
-    n, overflow = _pack_kernel(delta, touched, m, packed)
-    return packed[:n], bool(overflow)
-
-
-@njit(**JIT)
-def _unpack_kernel(packed, delta, mode):
-    flat = delta.reshape(-1)
-    mask = (np.int64(1) << _PACK_SHIFT) - 1
-    for j in range(packed.shape[0]):
-        e = packed[j]
-        v = (e & mask) - _PACK_BIAS
-        key = e >> _PACK_SHIFT
-        if mode == 1:
-            flat[key] = v
-        else:
-            flat[key] -= v
-
-
-def unpack_delta(packed, delta):
-    """Write packed cells into the dense ``delta`` (inverse of pack_delta)."""
-    _unpack_kernel(packed, delta, 1)
-
-
-def subtract_packed(packed, delta):
-    """``delta -= packed cells`` (remove this rank's own part from a sum)."""
-    _unpack_kernel(packed, delta, -1)
-
-
-@njit(**JIT)
-def _apply_packed_kernel(packed, lo, hi, nwk, nk):
-    K = nk.shape[0]
-    flat = nwk.reshape(-1)
-    mask = (np.int64(1) << _PACK_SHIFT) - 1
+def _apply_changes_kernel(packed, lo, hi, wptr, zw, nwk, nk):
+    mask = (np.int64(1) << _TOPIC_BITS) - 1
     for j in range(packed.shape[0]):
         if lo <= j < hi:
             continue
-        e = packed[j]
-        key = e >> _PACK_SHIFT
-        v = (e & mask) - _PACK_BIAS
-        flat[key] += v
-        nk[key % K] += v
+        p = packed[j] >> _TOPIC_BITS
+        t = packed[j] & mask
+        old = np.int64(zw[p])
+        w = np.searchsorted(wptr, p, side="right") - 1
+        nwk[w, old] -= 1
+        nk[old] -= 1
+        nwk[w, t] += 1
+        nk[t] += 1
+        zw[p] = t
 
 
-def apply_packed(packed, skip, nwk, nk):
-    """Add packed deltas to the counts, skipping entries ``skip = (lo, hi)``
+def apply_changes(packed, skip, wptr, zw, nwk, nk):
+    """Move other ranks' changed tokens (:func:`changed_tokens`) to their new
+    topics in ``zw`` and in the counts, skipping entries ``skip = (lo, hi)``
     (this rank's own, already applied)."""
-    _apply_packed_kernel(packed, int(skip[0]), int(skip[1]), nwk, nk)
+    _apply_changes_kernel(packed, int(skip[0]), int(skip[1]), wptr, zw, nwk, nk)
 
 
 @njit(**JIT)
-def _apply_dense_kernel(nwk, nk, delta):
-    V, K = nwk.shape
-    for w in range(V):
-        for k in range(K):
-            v = delta[w, k]
-            if v != 0:
-                nwk[w, k] += v
-                nk[k] += v
+def _own_topics_kernel(zw, lo, hi, out):
+    q = 0
+    for w in range(lo.shape[0]):
+        for p in range(lo[w], hi[w]):
+            out[q] = zw[p]
+            q += 1
 
 
-def apply_dense(nwk, nk, delta):
-    """``nwk += delta`` and the topic totals with it, in place."""
-    if delta.shape != nwk.shape:
-        raise ValueError("delta shape must match nwk")
-    _apply_dense_kernel(nwk, nk, delta)
+def rank_topics(zw, starts, rank):
+    """The topics of rank ``rank``'s tokens, in the global word order
+    (contiguous; its ranges of ``zw`` one after another)."""
+    out = np.empty(int((starts[rank + 1] - starts[rank]).sum()), zw.dtype)
+    _own_topics_kernel(zw, starts[rank], starts[rank + 1], out)
+    return out
+
+
+@njit(**JIT)
+def _place_kernel(topics, lo, hi, zw, nwk, nk, replace):
+    q = 0
+    for w in range(lo.shape[0]):
+        for p in range(lo[w], hi[w]):
+            t = np.int64(topics[q])
+            q += 1
+            if replace:
+                old = np.int64(zw[p])
+                if old == t:
+                    continue
+                nwk[w, old] -= 1
+                nk[old] -= 1
+            nwk[w, t] += 1
+            nk[t] += 1
+            zw[p] = t
+
+
+def apply_rank_topics(topics, starts, rank, zw, nwk, nk, *, replace):
+    """Write rank ``rank``'s topics (as :func:`rank_topics` gives them) into
+    ``zw`` and the counts: ``replace`` moves the tokens from their topics in
+    ``zw``; otherwise they are new and only added."""
+    if topics.shape[0] != int((starts[rank + 1] - starts[rank]).sum()):
+        raise ValueError("topics do not match the rank's tokens")
+    _place_kernel(topics, starts[rank], starts[rank + 1], zw, nwk, nk, bool(replace))
 
 
 @njit(**JIT)

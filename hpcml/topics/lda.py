@@ -1,27 +1,33 @@
 """Data-parallel LDA by collapsed Gibbs sampling over document shards.
 
-Each rank holds a range of documents and a full copy ("view") of the
-word-topic counts.  A sweep over the local documents is cut into
-``round(1/sync_every)`` segments; after each segment the ranks exchange the
-count *changes* of that segment (AD-LDA, Newman et al. 2009):
+Each rank holds a range of documents, a full copy ("view") of the
+word-topic counts, and the topics of every token of the corpus in one
+global word order (see :mod:`hpcml.kernels.lda`).  A sweep over the local
+documents is cut into ``round(1/sync_every)`` segments; after each segment
+the ranks exchange which of their tokens changed topic (AD-LDA, Newman et
+al. 2009, with tokens rather than count cells on the wire):
 
-* sparse: every rank packs its changed cells into 64-bit words and the
-  packed lists are all-gathered; chosen when the gathered bytes are smaller
-  than one dense V x K int32 array;
-* dense: one allreduce of the V x K int32 delta;
+* sparse: every rank packs its changed tokens as (global position, topic)
+  in 64-bit words and the packed lists are all-gathered; chosen when they
+  are smaller than the dense form;
+* dense: every rank's topics in word order (2 bytes per token of the
+  corpus), all-gathered;
 * with ``staleness = S > 0`` the dense exchange is non-blocking and up to S
   segments' exchanges stay in flight while sampling continues (bounded
   staleness, SSP-style); all are drained at the end of a sweep, so the
   log-likelihood, hyperparameter updates and checkpoints see exact counts.
 
-Own changes enter the local view immediately, other ranks' changes when
-their exchange completes, so every count in the view stays non-negative.
+Own changes enter the local view and word order immediately, other ranks'
+when their exchange completes, so the view always holds exactly the counts
+of the topics in the word order: the word proposal draws from it and its
+Hastings ratio reads the view, the same kernel as on one rank.
 
-What the rank count changes: each rank draws from its own random stream and
-samples only its documents against counts that lag the other ranks' changes
-by up to one segment (plus S with staleness), so runs with different rank
-counts follow different (equally valid) sampling paths and do not produce
-bit-identical topics; the same seed and rank count give identical results.
+What the rank count changes: each rank draws from its own random stream
+and samples only its documents against counts that lag the other ranks'
+changes by up to one segment (plus S with staleness), so runs with
+different rank counts follow different (equally valid) sampling paths and
+do not produce bit-identical topics; the same seed and rank count give
+identical results.
 """
 
 import math
@@ -49,10 +55,6 @@ INIT_SMOOTH = 0.05
 def count_dtype(max_count):
     """Smallest unsigned count type that holds ``max_count`` (uint16 or int32)."""
     return np.uint16 if max_count < 2**16 else np.int32
-
-
-def topic_dtype(n_topics):
-    return np.uint16 if n_topics <= 2**16 else np.int32
 
 
 def completion_split(doc_ptr, words):
@@ -104,7 +106,7 @@ class LDA:
     staleness : int
         Exchanges that may remain in flight (non-blocking dense allreduce).
     exchange : {"auto", "sparse", "dense"}
-        How deltas travel; "auto" picks the smaller per exchange.
+        How changed topics travel; "auto" picks the smaller per exchange.
     optimize_every : int
         Every this many iterations update alpha (asymmetric) and beta by
         Minka's fixed point; 0 keeps them fixed.
@@ -162,45 +164,37 @@ class LDA:
         self.doc_ptr, self.words = corpus.tokens()
         n_local = self.words.shape[0]
         freq = np.bincount(self.words, minlength=V).astype(np.int64)
-        local_max = int(freq.max()) if V else 0
-        comm.allreduce(freq)
-        self.n_tokens = int(freq.sum())
-        cdt = count_dtype(int(freq.max()) if V else 0)
-        zdt = topic_dtype(K)
+        rank_freq = comm.allgatherv(freq[None, :])
+        self.rank_tokens = rank_freq.sum(axis=1)
+        self.n_tokens = int(self.rank_tokens.sum())
+        comm.agree(self.n_tokens < kern.MAX_POSITIONS and K <= kern.MAX_TOPICS,
+                   f"LDA supports up to {kern.MAX_POSITIONS} tokens and {kern.MAX_TOPICS} topics")
         if z is not None:
             ok = z.shape == (n_local,) and (n_local == 0 or int(z.max()) < K)
             comm.agree(ok, "checkpointed topics do not match the corpus or K")
         self.state = kern.seed_state(self.seed, comm.rank) if rng_state is None \
             else np.asarray(rng_state, np.uint64).reshape(1).copy()
-        self.wptr, self.tpos = kern.word_index(self.words, V)
-        # One rank: the view is the local count.  Several: the view starts as
-        # the allreduced local counts and the local counts stay separate for
-        # the word proposal.
-        local = np.zeros((V, K), count_dtype(local_max) if comm.size > 1 else cdt)
+        # The global word order: this rank's tokens sit at self.gpos in it.
+        local_wptr, tpos = kern.word_index(self.words, V)
+        self.wptr, self.starts = kern.global_word_order(rank_freq)
+        self.gpos = kern.global_positions(self.words, tpos, local_wptr, self.starts[comm.rank])
+        gfreq = rank_freq.sum(axis=0)
+        self.nwk = np.zeros((V, K), count_dtype(int(gfreq.max()) if V else 0))
         self.nk = np.zeros(K, np.int64)
+        self.zw = np.zeros(self.n_tokens, kern.topic_dtype(K))
         tic = time.perf_counter()
         if z is None and self.init == "progressive":
-            self._progressive(local, cdt)
+            self._progressive()
         else:
             if z is None:
                 z = np.random.default_rng([self.seed, comm.rank]).integers(0, K, n_local)
-            self.z = z.astype(zdt)
-            self.zw = kern.word_order(self.z, self.tpos)
-            kern.count_topics(self.doc_ptr, self.words, self.z, local, self.nk)
-            if comm.size > 1:
-                view = local.astype(np.int32)
-                comm.allreduce(view)
-                self.nwk = view.astype(cdt)
-                self.nk = self.nwk.sum(0, dtype=np.int64)
-            else:
-                self.nwk = local
+            self.z = z.astype(self.zw.dtype)
+            everyone = comm.iallgatherv(kern.word_order(self.z, tpos), self.rank_tokens).wait()
+            for r, (lo, hi) in enumerate(self._rank_slices()):
+                kern.apply_rank_topics(everyone[lo:hi], self.starts, r, self.zw, self.nwk,
+                                       self.nk, replace=False)
         #: Seconds spent drawing the initial topics (part of training time).
         self.init_s = time.perf_counter() - tic
-        if comm.size > 1:
-            self.nloc = local
-            self.delta = np.zeros((V, K), np.int32)
-        else:
-            self.nloc, self.delta = None, None
         self.scratch = np.zeros(K, np.int32)
         # Segments: equal token ranges of the local documents; every rank
         # has the same number, so the exchanges line up.
@@ -209,38 +203,37 @@ class LDA:
         cuts[0], cuts[-1] = 0, self.doc_ptr.shape[0] - 1
         self.segments = np.maximum.accumulate(cuts)
         longest = int(np.max(np.diff(self.doc_ptr[self.segments]), initial=0))
-        self.zsnap = np.empty(longest, zdt) if comm.size > 1 else None
-        self.touched = np.empty(2 * longest, np.int64) if comm.size > 1 else None
+        self.zsnap = np.empty(longest, self.zw.dtype) if comm.size > 1 else None
         self.pending = deque()
-        self.spare = []
         self.iteration = 0
         self.history = []
         self._compile()
         return self
 
-    def _progressive(self, local, cdt):
+    def _rank_slices(self):
+        """Where each rank's tokens lie in an all-gathered per-token array."""
+        ends = np.cumsum(self.rank_tokens)
+        return list(zip((ends - self.rank_tokens).tolist(), ends.tolist()))
+
+    def _progressive(self):
         """Progressive initial topics, rank after rank: each rank draws its
-        tokens against the counts of the ranks before it (passed on by a
-        broadcast), so all ranks grow the same topics instead of numbering
-        theirs independently.  Costs one initialisation pass of the whole
-        corpus in wall time, whatever the rank count."""
+        tokens against the counts and word order of the ranks before it
+        (passed on by a broadcast), so all ranks grow the same topics instead
+        of numbering theirs independently.  Costs one initialisation pass of
+        the whole corpus in wall time, whatever the rank count."""
         comm = self.comm
-        if comm.size == 1:
-            self.z, self.zw = kern.progressive_init(
-                self.doc_ptr, self.words, local, self.nk, self.alpha, self.beta, self.state,
-                wptr=self.wptr, tpos=self.tpos, smooth=INIT_SMOOTH)
-            self.nwk = local
-            return
-        view = np.zeros(local.shape, np.int32)
         for r in range(comm.size):
             if comm.rank == r:
-                self.z, self.zw = kern.progressive_init(
-                    self.doc_ptr, self.words, view, self.nk, self.alpha, self.beta,
-                    self.state, wptr=self.wptr, tpos=self.tpos, nloc=local,
-                    smooth=INIT_SMOOTH)
-            view = comm.bcast(view if comm.rank == r else None, root=r)
-            self.nk = view.sum(0, dtype=np.int64)
-        self.nwk = view.astype(cdt)
+                self.z, _ = kern.progressive_init(
+                    self.doc_ptr, self.words, self.nwk, self.nk, self.alpha, self.beta,
+                    self.state, wptr=self.wptr, tpos=self.gpos, zw=self.zw,
+                    n_after=int(self.rank_tokens[r + 1:].sum()), smooth=INIT_SMOOTH)
+            if comm.size > 1:
+                mine = kern.rank_topics(self.zw, self.starts, r) if comm.rank == r else None
+                theirs = comm.bcast(mine, root=r)
+                if comm.rank != r:
+                    kern.apply_rank_topics(theirs, self.starts, r, self.zw, self.nwk, self.nk,
+                                           replace=False)
 
     def _compile(self):
         """Compile (or load from Numba's cache) the sweep kernels on empty
@@ -248,71 +241,69 @@ class LDA:
         inflated by compilation."""
         self._sample(0, 0)
         if self.comm.size > 1:
-            empty = np.zeros(0, np.int64)
-            m = kern.segment_delta(self.words, self.z, self.zsnap[:0], 0, self.delta,
-                                   self.touched)
-            kern.pack_delta(self.delta, self.touched, m)
-            kern.apply_packed(empty, (0, 0), self.nwk, self.nk)
-            kern.unpack_delta(empty, self.delta)
-            kern.subtract_packed(empty, self.delta)
+            none = kern.changed_tokens(self.z, self.zsnap[:0], 0, self.gpos)
+            kern.apply_changes(none, (0, 0), self.wptr, self.zw, self.nwk, self.nk)
 
     def memory_bytes(self):
-        """Bytes held by this rank's sampler state, by kind."""
-        per_token = (self.words.itemsize + 2 * self.z.itemsize + self.tpos.itemsize
-                     + (self.zsnap.itemsize + 16 if self.zsnap is not None else 0))
-        per_cell = self.nwk.itemsize + (self.nloc.itemsize + 4 if self.nloc is not None else 0)
-        total = (self.words.nbytes + self.z.nbytes + self.zw.nbytes + self.tpos.nbytes
-                 + self.nwk.nbytes + self.doc_ptr.nbytes + self.wptr.nbytes)
-        for extra in (self.nloc, self.delta, self.zsnap, self.touched):
-            total += 0 if extra is None else extra.nbytes
-        total += sum(b.nbytes for b in self.spare) + sum(p[1].nbytes for p in self.pending)
-        return {"bytes_per_token": per_token, "bytes_per_cell": per_cell, "total": int(total)}
+        """Bytes held by this rank's sampler state, by kind.
+
+        ``bytes_per_token`` counts this rank's tokens (word, topic, position
+        in the word order, snapshot); ``bytes_per_corpus_token`` the topics
+        of all tokens in word order, which every rank holds.
+        """
+        per_token = (self.words.itemsize + self.z.itemsize + self.gpos.itemsize
+                     + (self.zsnap.itemsize if self.zsnap is not None else 0))
+        total = (self.words.nbytes + self.z.nbytes + self.zw.nbytes + self.gpos.nbytes
+                 + self.nwk.nbytes + self.doc_ptr.nbytes + self.wptr.nbytes + self.starts.nbytes)
+        total += 0 if self.zsnap is None else self.zsnap.nbytes
+        total += sum(p[1].nbytes for p in self.pending)
+        return {"bytes_per_token": per_token, "bytes_per_corpus_token": self.zw.itemsize,
+                "bytes_per_cell": self.nwk.itemsize, "total": int(total)}
 
     # --------------------------------------------------------------- sampling
     def _sample(self, d0, d1):
         if self.sampler == "mh":
             kern.mh_sweep(self.doc_ptr, self.words, self.z, self.nwk, self.nk, self.alpha,
-                          self.beta, self.state, wptr=self.wptr, tpos=self.tpos, zw=self.zw,
-                          nloc=self.nloc, mh_steps=self.mh_steps, d0=d0, d1=d1,
-                          scratch=self.scratch)
+                          self.beta, self.state, wptr=self.wptr, tpos=self.gpos, zw=self.zw,
+                          mh_steps=self.mh_steps, d0=d0, d1=d1, scratch=self.scratch)
         else:
+            t0, t1 = self.doc_ptr[d0], self.doc_ptr[d1]
             kern.dense_sweep(self.doc_ptr, self.words, self.z, self.nwk, self.nk, self.alpha,
-                             self.beta, self.state, nloc=self.nloc, d0=d0, d1=d1,
-                             scratch=self.scratch)
+                             self.beta, self.state, d0=d0, d1=d1, scratch=self.scratch)
+            # The dense sampler works on z alone; the word order follows.
+            self.zw[self.gpos[t0:t1]] = self.z[t0:t1]
 
     def _exchange(self, t0, t1):
-        """Combine the count changes of tokens t0:t1 with the other ranks."""
+        """Send the topic changes of tokens t0:t1 to the other ranks."""
         comm = self.comm
-        m = kern.segment_delta(self.words, self.z, self.zsnap[:t1 - t0], t0, self.delta,
-                               self.touched)
-        packed, overflow = kern.pack_delta(self.delta, self.touched, m)
-        info = comm.allgatherv(np.array([[packed.size, int(overflow)]], np.int64))
-        total = int(info[:, 0].sum())
-        dense_bytes = self.delta.nbytes
+        changed = kern.changed_tokens(self.z, self.zsnap[:t1 - t0], t0, self.gpos)
         mode = self.exchange
-        if mode == "auto":
-            mode = "sparse" if total * 8 < dense_bytes else "dense"
-        if info[:, 1].any() or self.staleness > 0:
+        if self.staleness > 0:
             mode = "dense"
+        if mode != "dense":
+            sizes = comm.iallgatherv(np.array([changed.size], np.int64),
+                                     np.ones(comm.size, np.int64)).wait()
+            if mode == "auto":
+                mode = "sparse" if sizes.sum() * 8 < self.zw.nbytes else "dense"
         if mode == "sparse":
-            gathered = comm.allgatherv(packed)
-            lo = int(info[:comm.rank, 0].sum())
-            kern.apply_packed(gathered, (lo, lo + packed.size), self.nwk, self.nk)
+            gathered = comm.iallgatherv(changed, sizes).wait()
+            lo = int(sizes[:comm.rank].sum())
+            kern.apply_changes(gathered, (lo, lo + changed.size), self.wptr, self.zw,
+                               self.nwk, self.nk)
             return mode
-        buf = self.spare.pop() if self.spare else np.zeros_like(self.delta)
-        kern.unpack_delta(packed, buf)
-        self.pending.append((comm.iallreduce(buf), buf, packed))
+        mine = kern.rank_topics(self.zw, self.starts, comm.rank)
+        self.pending.append((comm.iallgatherv(mine, self.rank_tokens), mine))
         while len(self.pending) > self.staleness:
             self._complete_oldest()
         return mode
 
     def _complete_oldest(self):
-        req, buf, packed = self.pending.popleft()
-        req.wait()
-        kern.subtract_packed(packed, buf)
-        kern.apply_dense(self.nwk, self.nk, buf)
-        buf[...] = 0
-        self.spare.append(buf)
+        req, _ = self.pending.popleft()
+        everyone = req.wait()
+        for r, (lo, hi) in enumerate(self._rank_slices()):
+            if r != self.comm.rank:
+                kern.apply_rank_topics(everyone[lo:hi], self.starts, r, self.zw, self.nwk,
+                                       self.nk, replace=True)
 
     def sweep(self):
         """One pass over the local documents with its exchanges (collective).
@@ -322,23 +313,24 @@ class LDA:
         """
         comm = self.comm
         before = comm.timings()
-        compute = 0.0
+        tic = time.perf_counter()
         modes = []
         for j in range(len(self.segments) - 1):
             d0, d1 = int(self.segments[j]), int(self.segments[j + 1])
             t0, t1 = int(self.doc_ptr[d0]), int(self.doc_ptr[d1])
-            tic = time.perf_counter()
             if comm.size > 1:
                 self.zsnap[:t1 - t0] = self.z[t0:t1]
             self._sample(d0, d1)
-            compute += time.perf_counter() - tic
             if comm.size > 1:
                 modes.append(self._exchange(t0, t1))
         while self.pending:
             self._complete_oldest()
         after = comm.timings()
         self.iteration += 1
-        return {"compute_s": compute, "comm_s": after["comm_s"] - before["comm_s"],
+        comm_s = after["comm_s"] - before["comm_s"]
+        # Everything outside MPI calls (sampling, packing and applying the
+        # other ranks' changes) is compute.
+        return {"compute_s": max(time.perf_counter() - tic - comm_s, 0.0), "comm_s": comm_s,
                 "bytes": after["bytes"] - before["bytes"], "modes": modes}
 
     def fit(self, iterations, *, heldout=None, eval_every=0, heldout_sweeps=20, ll_every=1,
