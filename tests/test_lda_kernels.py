@@ -127,20 +127,19 @@ def test_exchanged_changes_keep_views_exact():
     view0 = [nwk.copy(), nk.copy(), zw.copy()]
     view1 = [nwk.copy(), nk.copy(), zw.copy()]
     snap = z.copy()
+    sent = K.rank_topics(view1[2], starts, 1)
     K.mh_sweep(doc_ptr, words, z, *view1[:2], np.full(n_topics, 0.2), 0.1, K.seed_state(1),
                wptr=wptr, tpos=gpos, zw=view1[2])
-    changed = K.changed_tokens(z, snap, 0, gpos)
+    changed = K.own_changes(view1[2], starts, 1, sent)
     assert 0 < changed.size == int((z != snap).sum())
+    assert np.all(np.diff(changed) > 0)
+    np.testing.assert_array_equal(sent, K.rank_topics(view1[2], starts, 1))
+    assert K.own_changes(view1[2], starts, 1, sent).size == 0
     sparse = [a.copy() for a in view0]
-    K.apply_changes(np.concatenate([changed, changed[:0]]), (changed.size, changed.size),
-                    wptr, sparse[2], sparse[0], sparse[1])
+    K.apply_changes(changed, wptr, sparse[2], sparse[0], sparse[1])
     dense = [a.copy() for a in view0]
-    K.apply_rank_topics(K.rank_topics(view1[2], starts, 1), starts, 1, dense[2], dense[0],
-                        dense[1], replace=True)
-    # Skipping one's own entries leaves the view alone.
-    own = [a.copy() for a in view1]
-    K.apply_changes(changed, (0, changed.size), wptr, own[2], own[0], own[1])
-    for got in (sparse, dense, own):
+    K.apply_rank_topics(sent, starts, 1, dense[2], dense[0], dense[1], replace=True)
+    for got in (sparse, dense):
         for a, b in zip(got, view1):
             np.testing.assert_array_equal(a, b)
     # The word order holds the second rank's topics where global_positions says.

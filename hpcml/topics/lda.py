@@ -202,8 +202,8 @@ class LDA:
         cuts = np.searchsorted(self.doc_ptr, np.linspace(0, n_local, n_seg + 1), side="left")
         cuts[0], cuts[-1] = 0, self.doc_ptr.shape[0] - 1
         self.segments = np.maximum.accumulate(cuts)
-        longest = int(np.max(np.diff(self.doc_ptr[self.segments]), initial=0))
-        self.zsnap = np.empty(longest, self.zw.dtype) if comm.size > 1 else None
+        # This rank's topics in word order as the other ranks last saw them.
+        self.sent = kern.rank_topics(self.zw, self.starts, comm.rank) if comm.size > 1 else None
         self.pending = deque()
         self.iteration = 0
         self.history = []
@@ -241,21 +241,21 @@ class LDA:
         inflated by compilation."""
         self._sample(0, 0)
         if self.comm.size > 1:
-            none = kern.changed_tokens(self.z, self.zsnap[:0], 0, self.gpos)
-            kern.apply_changes(none, (0, 0), self.wptr, self.zw, self.nwk, self.nk)
+            kern.apply_changes(np.zeros(0, np.int64), self.wptr, self.zw, self.nwk, self.nk)
 
     def memory_bytes(self):
         """Bytes held by this rank's sampler state, by kind.
 
         ``bytes_per_token`` counts this rank's tokens (word, topic, position
-        in the word order, snapshot); ``bytes_per_corpus_token`` the topics
-        of all tokens in word order, which every rank holds.
+        in the word order, and on several ranks the topics last sent);
+        ``bytes_per_corpus_token`` the topics of all tokens in word order,
+        which every rank holds.
         """
         per_token = (self.words.itemsize + self.z.itemsize + self.gpos.itemsize
-                     + (self.zsnap.itemsize if self.zsnap is not None else 0))
+                     + (self.sent.itemsize if self.sent is not None else 0))
         total = (self.words.nbytes + self.z.nbytes + self.zw.nbytes + self.gpos.nbytes
                  + self.nwk.nbytes + self.doc_ptr.nbytes + self.wptr.nbytes + self.starts.nbytes)
-        total += 0 if self.zsnap is None else self.zsnap.nbytes
+        total += 0 if self.sent is None else self.sent.nbytes
         total += sum(p[1].nbytes for p in self.pending)
         return {"bytes_per_token": per_token, "bytes_per_corpus_token": self.zw.itemsize,
                 "bytes_per_cell": self.nwk.itemsize, "total": int(total)}
@@ -273,13 +273,13 @@ class LDA:
             # The dense sampler works on z alone; the word order follows.
             self.zw[self.gpos[t0:t1]] = self.z[t0:t1]
 
-    def _exchange(self, t0, t1):
-        """Send the topic changes of tokens t0:t1 to the other ranks."""
+    def _exchange(self):
+        """Send the topic changes since the last exchange to the other ranks."""
         comm = self.comm
-        changed = kern.changed_tokens(self.z, self.zsnap[:t1 - t0], t0, self.gpos)
-        mode = self.exchange
-        if self.staleness > 0:
-            mode = "dense"
+        # Changes are found by comparing with the topics last sent, in word
+        # order, so they travel (and are applied) in increasing position.
+        changed = kern.own_changes(self.zw, self.starts, comm.rank, self.sent)
+        mode = "dense" if self.staleness > 0 else self.exchange
         if mode != "dense":
             sizes = comm.iallgatherv(np.array([changed.size], np.int64),
                                      np.ones(comm.size, np.int64)).wait()
@@ -287,11 +287,13 @@ class LDA:
                 mode = "sparse" if sizes.sum() * 8 < self.zw.nbytes else "dense"
         if mode == "sparse":
             gathered = comm.iallgatherv(changed, sizes).wait()
-            lo = int(sizes[:comm.rank].sum())
-            kern.apply_changes(gathered, (lo, lo + changed.size), self.wptr, self.zw,
-                               self.nwk, self.nk)
+            ends = np.cumsum(sizes)
+            for r in range(comm.size):
+                if r != comm.rank:
+                    kern.apply_changes(gathered[ends[r] - sizes[r]:ends[r]], self.wptr, self.zw,
+                                       self.nwk, self.nk)
             return mode
-        mine = kern.rank_topics(self.zw, self.starts, comm.rank)
+        mine = self.sent.copy()
         self.pending.append((comm.iallgatherv(mine, self.rank_tokens), mine))
         while len(self.pending) > self.staleness:
             self._complete_oldest()
@@ -317,12 +319,9 @@ class LDA:
         modes = []
         for j in range(len(self.segments) - 1):
             d0, d1 = int(self.segments[j]), int(self.segments[j + 1])
-            t0, t1 = int(self.doc_ptr[d0]), int(self.doc_ptr[d1])
-            if comm.size > 1:
-                self.zsnap[:t1 - t0] = self.z[t0:t1]
             self._sample(d0, d1)
             if comm.size > 1:
-                modes.append(self._exchange(t0, t1))
+                modes.append(self._exchange())
         while self.pending:
             self._complete_oldest()
         after = comm.timings()
