@@ -150,3 +150,10 @@ def test_staleness_and_empty_shards():
     # progressive initialisation of each shard (the empty one included).
     r = _mpirun(3, 2, 3, 0.5, 1, "progressive")
     assert r["exact_counts"] and r["theta_rows"] == 2 and r["modes"] == ["dense"]
+
+
+@pytest.mark.mpi
+def test_sparse_exchange_keeps_counts_exact():
+    # Changed tokens only, three exchanges per sweep, uneven shards.
+    r = _mpirun(3, 31, 4, 0.34, 0, "progressive", "sparse")
+    assert r["exact_counts"] and r["theta_rows"] == 31 and r["modes"] == ["sparse"]
