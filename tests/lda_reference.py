@@ -135,15 +135,20 @@ def progressive_init(doc_ptr, words, nwk, nk, alpha, prob, alias, beta, steps, w
     K, V, N = len(nk), nwk.shape[0], len(words) + n_after
     asum = float(alpha.sum())
     z = np.zeros(len(words), np.int64)
+    # The word draws' uniforms come AHEAD tokens early, as in mh_sweep.
+    ahead, n = 4, len(words)
+    pre = {j: [rng.uniform() for _ in range(1 + steps)] for j in range(min(ahead, n))}
 
-    def word_draw(w, nw):
-        r = rng.uniform() * (nw + K * beta)
+    def word_draw(w, nw, u):
+        r = u * (nw + K * beta)
         return int(zw[wptr[w] + int(r)]) if r < nw else min(int((r - nw) * (1.0 / beta)), K - 1)
 
     for d in range(len(doc_ptr) - 1):
         t0, t1 = doc_ptr[d], doc_ptr[d + 1]
         ndk = np.zeros(K, np.int64)
         for i in range(t0, t1):
+            if i + ahead < n:
+                pre[i + ahead] = [rng.uniform() for _ in range(1 + steps)]
             w = words[i]
             nw, L = tpos[i] - wptr[w], i - t0
             bd = smooth * (t1 - i) / K
@@ -153,15 +158,15 @@ def progressive_init(doc_ptr, words, nwk, nk, alpha, prob, alias, beta, steps, w
             def pi(k):
                 return ((ndk[k] + bd + alpha[k]) * (nwk[w, k] + bw + beta)
                         / (nk[k] + bk + V * beta))
-            s = word_draw(w, nw)
+            s = word_draw(w, nw, pre[i][0])
             ps = pi(s)
-            for _ in range(steps):
+            for step in range(steps):
                 r = rng.uniform() * (L + asum)
                 t = int(z[t0 + int(r)]) if r < L else alias_draw((r - L) * (K / asum), prob, alias, K)
                 pt = pi(t)
                 if accept(rng, pt * (ndk[s] + alpha[s]), ps * (ndk[t] + alpha[t])):
                     s, ps = t, pt
-                t = word_draw(w, nw)
+                t = word_draw(w, nw, pre[i][1 + step])
                 pt = pi(t)
                 if accept(rng, pt * (nwk[w, s] + beta), ps * (nwk[w, t] + beta)):
                     s, ps = t, pt

@@ -296,11 +296,37 @@ def _init_kernel(doc_ptr, words, z, nwk, nk, wptr, tpos, zw, alpha, a_prob, a_al
     inv_beta = 1.0 / beta
     k_over_asum = K / alpha_sum
     n_left = n_after + words.shape[0]
+    flat = nwk.reshape(-1)
     x = state[0]
+    # As in _mh_kernel, the uniforms of each token's word draws are drawn
+    # _AHEAD tokens early and the lines they will read prefetched: how many
+    # of a word's tokens are placed before a token is known in advance.
+    n_pre = 1 + mh_steps
+    slots = _AHEAD + 1
+    pre = np.empty((slots, n_pre))
+    N = words.shape[0]
+    for j in range(min(_AHEAD, N)):
+        for st in range(n_pre):
+            x, u = _uniform(x)
+            pre[j % slots, st] = u
     for d in range(doc_ptr.shape[0] - 1):
         t0 = doc_ptr[d]
         t1 = doc_ptr[d + 1]
         for i in range(t0, t1):
+            ia = i + _AHEAD
+            if ia < N:
+                wa = np.int64(words[ia])
+                ba = wptr[wa]
+                na = tpos[ia] - ba
+                for st in range(n_pre):
+                    x, u = _uniform(x)
+                    pre[ia % slots, st] = u
+                    r = u * (na + kbeta)
+                    if r < na:
+                        _prefetch(zw, ba + np.int64(r))
+                if K <= _ROW_K:
+                    for off in range(0, K, 16):
+                        _prefetch(flat, wa * K + off)
             w = words[i]
             # Tokens of w sit in word order in corpus order (earlier ranks'
             # first), so the ones already placed are exactly zw[wbeg:pw];
@@ -313,8 +339,7 @@ def _init_kernel(doc_ptr, words, z, nwk, nk, wptr, tpos, zw, alpha, a_prob, a_al
             bd = smooth * (t1 - i) / K
             bw = smooth * (wptr[w + 1] - pw) / K
             bk = smooth * (n_left - i) / K
-            x, u = _uniform(x)
-            s = _word_draw(u * (nw + kbeta), nw, zw, wbeg, inv_beta, K)
+            s = _word_draw(pre[i % slots, 0] * (nw + kbeta), nw, zw, wbeg, inv_beta, K)
             ps = (ndk[s] + bd + alpha[s]) * (nwk[w, s] + bw + beta) / (nk[s] + bk + vbeta)
             for step in range(mh_steps):
                 x, u = _uniform(x)
@@ -323,8 +348,8 @@ def _init_kernel(doc_ptr, words, z, nwk, nk, wptr, tpos, zw, alpha, a_prob, a_al
                 pt = (ndk[t] + bd + alpha[t]) * (nwk[w, t] + bw + beta) / (nk[t] + bk + vbeta)
                 x, s, ps = _accept(x, pt * (ndk[s] + alpha[s]), ps * (ndk[t] + alpha[t]),
                                    s, ps, t, pt)
-                x, u = _uniform(x)
-                t = _word_draw(u * (nw + kbeta), nw, zw, wbeg, inv_beta, K)
+                t = _word_draw(pre[i % slots, 1 + step] * (nw + kbeta), nw, zw, wbeg, inv_beta,
+                               K)
                 pt = (ndk[t] + bd + alpha[t]) * (nwk[w, t] + bw + beta) / (nk[t] + bk + vbeta)
                 x, s, ps = _accept(x, pt * (nwk[w, s] + beta), ps * (nwk[w, t] + beta),
                                    s, ps, t, pt)
