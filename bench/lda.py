@@ -29,6 +29,7 @@ Usage::
 
     python bench/lda.py                      # full size, K = 100 and 1000
     python bench/lda.py --scale 0.1 --iterations 20 --topics 100
+    python bench/lda.py --iterations 20 --topics 100 --repeats 3   # medians of 3 runs
     python bench/lda.py --topics 100 --contenders hpcml-2 spark-online spark-em
 """
 
@@ -172,6 +173,13 @@ def run_tomotopy(doc_ptr, words, n_words, k, workers, args, held):
     return {"tokens_per_s": words.shape[0] * args.iterations / elapsed, "curve": curve}
 
 
+def median_run(runs):
+    """The run with the median tokens/s (the lower middle one of an even
+    count), with every run's tokens/s attached."""
+    ordered = sorted(runs, key=lambda r: r["tokens_per_s"])
+    return dict(ordered[(len(ordered) - 1) // 2], all_tokens_per_s=[r["tokens_per_s"] for r in runs])
+
+
 def summarise(k, results, n_tokens):
     h1, h2 = results.get("hpcml-1"), results.get("hpcml-2")
     t1, t2 = results.get("tomotopy-1"), results.get("tomotopy-2")
@@ -183,6 +191,9 @@ def summarise(k, results, n_tokens):
         print(f"{name:>12}: {r['tokens_per_s'] / 1e6:7.2f} M tokens/s{init}   "
               f"ll/token after {c[0]} it = {c[2]:.4f}   held-out perplexity {c[3]:.0f}   "
               f"({c[1]:.1f} s)")
+        if len(r["all_tokens_per_s"]) > 1:
+            print(" " * 14 + "tokens/s of each run: " + ", ".join(
+                f"{v / 1e6:.2f} M" for v in r["all_tokens_per_s"]))
     if h1 and t1:
         print(f"ratio hpcml-1 / tomotopy-1 tokens/s: {h1['tokens_per_s'] / t1['tokens_per_s']:.2f}x "
               f"({h1['tokens_per_s_with_init'] / t1['tokens_per_s']:.2f}x counting hpcml's "
@@ -289,6 +300,8 @@ def main():
     ap.add_argument("--topics", type=int, nargs="+", default=[100, 1000])
     ap.add_argument("--iterations", type=int, default=30)
     ap.add_argument("--eval-every", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="runs of each contender, taking turns; the median run is reported")
     ap.add_argument("--mh-steps", type=int, default=2)
     ap.add_argument("--sync-every", type=float, default=0.5)
     ap.add_argument("--init", default="progressive", help="hpcml's initial topics")
@@ -322,15 +335,20 @@ def main():
         write_hdf5(path, corpus)
         write_hdf5(path.replace(".h5", "-held.h5"), held)
         for k in args.topics:
-            results = {}
-            for name in args.contenders:
-                tool, n = name.split("-")
-                if tool == "hpcml":
-                    results[name] = run_hpcml(path, k, int(n), args)
-                elif tool == "tomotopy":
-                    results[name] = run_tomotopy(doc_ptr, words, 20000, k, int(n), args, held)
-            if results:
-                summarise(k, results, words.shape[0])
+            runs = {}
+            # Contenders take turns, --repeats times, so that a slow spell of
+            # the machine hits them alike; each is represented by its median run.
+            for _ in range(args.repeats):
+                for name in args.contenders:
+                    tool, n = name.split("-")
+                    if tool == "hpcml":
+                        runs.setdefault(name, []).append(run_hpcml(path, k, int(n), args))
+                    elif tool == "tomotopy":
+                        runs.setdefault(name, []).append(
+                            run_tomotopy(doc_ptr, words, 20000, k, int(n), args, held))
+            if runs:
+                summarise(k, {name: median_run(rs) for name, rs in runs.items()},
+                          words.shape[0])
             if spark:
                 spark_section(k, spark, args, tmp)
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
