@@ -244,9 +244,11 @@ def run_train(args, comm):
     mem = model.memory_bytes()
     largest = comm.allreduce_scalar(mem["total"], "max")
     log.info("LDA: %d documents (%d held out), V = %d, %d tokens, K = %d on %d rank(s); "
-             "sampler state %.1f MB on the largest rank (%d B/token, %d B per word-topic cell)",
+             "sampler state %.1f MB on the largest rank (%d B per own token, %d B per token of "
+             "the corpus, %d B per word-topic cell)",
              n_docs, comm.allreduce_scalar(int(held.sum())), model.n_words, model.n_tokens,
-             args.topics, comm.size, largest / 2**20, mem["bytes_per_token"], mem["bytes_per_cell"])
+             args.topics, comm.size, largest / 2**20, mem["bytes_per_token"],
+             mem["bytes_per_corpus_token"], mem["bytes_per_cell"])
 
     def report(rec):
         parts = [f"iteration {rec['iteration']}"]

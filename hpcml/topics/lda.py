@@ -104,7 +104,7 @@ class LDA:
     sync_every : float in (0, 1]
         Fraction of a sweep between count exchanges.
     staleness : int
-        Exchanges that may remain in flight (non-blocking dense allreduce).
+        Exchanges that may remain in flight (non-blocking dense all-gather).
     exchange : {"auto", "sparse", "dense"}
         How changed topics travel; "auto" picks the smaller per exchange.
     optimize_every : int
