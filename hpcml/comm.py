@@ -99,6 +99,78 @@ class Request:
             warnings.warn("a non-blocking collective was never waited", ResourceWarning, stacklevel=1)
 
 
+class SharedSum:
+    """One float32 vector per rank in a shared-memory window, summed over the
+    ranks in place.
+
+    Every rank writes its vector where the others can read it; to sum a
+    slice, each rank adds up one P-th of it over all ranks (in rank order, so
+    every rank gets the same bits) and writes the sum into every rank's
+    vector.  Each rank thus reads and writes the slice about twice, against
+    about five passes through shared-memory bounce buffers for a
+    message-passing allreduce (60 MB on two ranks here: MPICH 30 ms).  Only
+    for ranks on one node: :meth:`Comm.shares_node`.  Waits test and sleep,
+    never spin, so a caller on a second thread leaves the core to compute.
+
+    Parameters
+    ----------
+    comm : Comm
+        All of its ranks share a node.
+    n : int
+        Length of each rank's vector (:attr:`local`).
+    """
+
+    _PAUSE_MIN_S, _PAUSE_MAX_S = 20e-6, 5e-4
+
+    def __init__(self, comm, n):
+        self._comm = comm
+        self._node = comm.mpi.Split_type(MPI.COMM_TYPE_SHARED)
+        if self._node.Get_size() != comm.size:
+            self._node.Free()
+            raise ValueError("SharedSum needs every rank on one node (Comm.shares_node)")
+        self._win = MPI.Win.Allocate_shared(max(int(n), 1) * 4, 4, comm=self._node)
+        self._views = [np.frombuffer(self._win.Shared_query(r)[0], np.float32, int(n))
+                       for r in range(comm.size)]
+        #: This rank's vector (writable; shared with the other ranks).
+        self.local = self._views[self._node.Get_rank()]
+        self._sync = comm.mpi.Dup()
+        self._tmp = np.empty(-(-int(n) // comm.size), np.float32)
+        self._win.Lock_all()
+
+    def _barrier(self):
+        self._win.Sync()
+        request = self._sync.Ibarrier()
+        pause = self._PAUSE_MIN_S
+        while not request.Test():
+            time.sleep(pause)
+            pause = min(2 * pause, self._PAUSE_MAX_S)
+        self._win.Sync()
+
+    def sum(self, lo, hi):
+        """Replace ``local[lo:hi]`` on every rank by its sum over the ranks
+        (collective: every rank calls it for the same slices in the same order)."""
+        comm = self._comm
+        with comm._timed(4 * (hi - lo)):
+            self._barrier()  # every rank's slice is written
+            cuts = np.linspace(lo, hi, comm.size + 1).astype(np.int64)
+            a, b = int(cuts[comm.rank]), int(cuts[comm.rank + 1])
+            acc = self._tmp[:b - a]
+            np.add(self._views[0][a:b], self._views[1][a:b], out=acc)
+            for view in self._views[2:]:
+                acc += view[a:b]
+            for view in self._views:
+                view[a:b] = acc
+            self._barrier()  # every part of the sum is written
+
+    def free(self):
+        """Release the window (collective)."""
+        self._win.Unlock_all()
+        self._views = self.local = None
+        self._win.Free()
+        self._sync.Free()
+        self._node.Free()
+
+
 class Comm:
     """A timed wrapper around an mpi4py communicator.
 
@@ -139,6 +211,16 @@ class Comm:
         return {MPI.THREAD_SINGLE: "single", MPI.THREAD_FUNNELED: "funneled",
                 MPI.THREAD_SERIALIZED: "serialized",
                 MPI.THREAD_MULTIPLE: "multiple"}[MPI.Query_thread()]
+
+    def shares_node(self):
+        """True when every rank of this communicator runs on one node, so that
+        they can share memory (collective)."""
+        if self.size == 1:
+            return True
+        node = self.mpi.Split_type(MPI.COMM_TYPE_SHARED)
+        same = node.Get_size() == self.size
+        node.Free()
+        return same
 
     @contextlib.contextmanager
     def _timed(self, nbytes):

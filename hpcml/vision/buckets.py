@@ -12,6 +12,11 @@ while backward goes on computing the gradients of earlier layers.  Buckets are
 reduced strictly in bucket order (a bucket that fills early waits for its
 predecessors), because every rank must start its collectives in the same order.
 
+When every rank runs on one node the buckets live in a shared-memory window
+and are summed there (:class:`hpcml.comm.SharedSum`): each rank reads and
+writes a bucket about twice instead of about five times for MPI's allreduce
+through its bounce buffers.  Across nodes they are allreduced by MPI.
+
 The communication thread waits by testing its request and sleeping in between
 (backing off from 20 µs to 0.5 ms), never by spinning inside MPI: on a machine
 with as many busy ranks as cores a spinning wait takes the core from the
@@ -36,6 +41,8 @@ import time
 
 import numpy as np
 import torch
+
+from hpcml.comm import SharedSum
 
 FIRST_BUCKET_BYTES = 1 << 20
 _POLL_MIN_S, _POLL_MAX_S = 20e-6, 5e-4
@@ -64,11 +71,12 @@ def plan_buckets(sizes, bucket_bytes, first_bucket_bytes=FIRST_BUCKET_BYTES):
 
 
 class _Reducer(threading.Thread):
-    """Sum buffers over the ranks, one at a time in submission order, off the main thread."""
+    """Sum buckets over the ranks, one at a time in submission order, off the main thread."""
 
-    def __init__(self, comm):
+    def __init__(self, comm, shared):
         super().__init__(name="hpcml-gradient-allreduce", daemon=True)
         self.comm = comm
+        self.shared = shared
         self.jobs = queue.SimpleQueue()
         self.error = None
 
@@ -77,9 +85,11 @@ class _Reducer(threading.Thread):
             job = self.jobs.get()
             if job is None:
                 return
-            buf, done = job
+            buf, lo, done = job
             try:
-                if self.error is None:  # after a failure, only release the waiters
+                if self.error is None and self.shared is not None:
+                    self.shared.sum(lo, lo + buf.shape[0])
+                elif self.error is None:  # after a failure, only release the waiters
                     request = self.comm.iallreduce(buf, op="sum")
                     pause = _POLL_MIN_S
                     while not request.test():
@@ -128,16 +138,25 @@ class GradientBuckets:
         self.buckets = [[params[i] for i in group] for group in
                         plan_buckets([p.numel() * 4 for p in params], bucket_bytes,
                                      first_bucket_bytes)]
+        # All buckets side by side in one vector: in shared memory when the
+        # ranks share a node.
+        total = sum(p.numel() for p in params)
+        self._shared = SharedSum(comm, total) if comm.size > 1 and comm.shares_node() else None
+        whole = self._shared.local if self._shared is not None else np.zeros(total, np.float32)
+        whole[:] = 0.0
         self._slot = {}
         self._buffers = []
+        self._starts = []
+        start = 0
         for b, group in enumerate(self.buckets):
             offsets = np.cumsum([0] + [p.numel() for p in group])
-            buf = np.zeros(int(offsets[-1]), dtype=np.float32)
-            self._buffers.append(buf)
+            self._buffers.append(whole[start:start + int(offsets[-1])])
+            self._starts.append(start)
+            start += int(offsets[-1])
             for p, lo, hi in zip(group, offsets[:-1], offsets[1:]):
                 self._slot[p] = (b, int(lo), int(hi))
         self._handles = [p.register_post_accumulate_grad_hook(self._on_grad) for p in params]
-        self._reducer = _Reducer(comm) if comm.size > 1 else None
+        self._reducer = _Reducer(comm, self._shared) if comm.size > 1 else None
         if self._reducer is not None:
             self._reducer.start()
         self._active = False
@@ -169,7 +188,8 @@ class GradientBuckets:
             if self._reducer is None:
                 self._done[self._next].set()
             else:
-                self._reducer.jobs.put((self._buffers[self._next], self._done[self._next]))
+                self._reducer.jobs.put((self._buffers[self._next], self._starts[self._next],
+                                        self._done[self._next]))
             self._next += 1
 
     def finish(self):
@@ -209,7 +229,11 @@ class GradientBuckets:
         if self._reducer is not None:
             self._reducer.jobs.put(None)
             # After an error in the middle of a step a bucket may wait forever for a peer
-            # that is gone; the daemon thread is then left behind rather than joined.
+            # that is gone; the daemon thread (and the shared window, whose release is
+            # collective) is then left behind rather than joined.
             if not self._active and all(d.is_set() for d in getattr(self, "_done", [])):
                 self._reducer.join()
+                if self._shared is not None:
+                    self._shared.free()
+            self._shared = None
             self._reducer = None

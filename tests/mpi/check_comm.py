@@ -28,6 +28,28 @@ if gathered is not None:
 request = comm.iallreduce(np.ones(4) * r)
 assert np.array_equal(request.wait(), np.full(4, p * (p - 1) / 2))
 
+# iallgatherv with lengths known to all: rank k sends k + 1 values.
+lengths = np.arange(1, p + 1)
+got = comm.iallgatherv(np.full(r + 1, r, np.int32), lengths).wait()
+assert np.array_equal(got, np.repeat(np.arange(p), lengths).astype(np.int32))
+
+# SharedSum: slices summed over the ranks in rank order, the same bits on every rank.
+from hpcml.comm import SharedSum  # noqa: E402
+assert comm.shares_node()  # the tests run on one machine
+if p > 1:
+    n = 1001
+    shared = SharedSum(comm, n)
+    vectors = np.random.default_rng(0).random((p, n)).astype(np.float32)
+    for step in range(2):  # the window is reused
+        shared.local[:] = vectors[r] * (step + 1)
+        for lo, hi in ((0, 7), (7, 500), (500, 1001)):
+            shared.sum(lo, hi)
+        expected = vectors[0] * (step + 1)
+        for k in range(1, p):
+            expected = expected + vectors[k] * (step + 1)
+        assert np.array_equal(shared.local, expected), np.abs(shared.local - expected).max()
+    shared.free()
+
 # agree: one rank's problem becomes the same error on every rank.
 try:
     comm.agree(r != p - 1, f"bad shard on rank {r}")
