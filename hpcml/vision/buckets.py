@@ -119,6 +119,8 @@ class GradientBuckets:
     -----
     Call :meth:`start` before each backward pass and :meth:`finish` after it,
     and :meth:`remove` when done (it also stops the communication thread).
+    With several ranks, construction and :meth:`remove` are collective (the
+    shared-memory window is made and released together).
     With ``comm.size == 1`` nothing is communicated and no thread is started,
     but the gradients take the same way through the buckets.
     """
