@@ -135,7 +135,7 @@ def register(subparsers, common):
                         "tokens before it; costs about a sweep, saves many at large K)")
     g = train.add_argument_group("distribution")
     g.add_argument("--sync-every", type=float, default=0.5, metavar="FRACTION",
-                   help="fraction of a sweep between count exchanges (default 0.5)")
+                   help="fraction of a sweep between exchanges of changed topics (default 0.5)")
     g.add_argument("--staleness", type=int, default=0, metavar="S",
                    help="exchanges left in flight while sampling (non-blocking dense; default 0)")
     g.add_argument("--exchange", choices=EXCHANGES, default="auto",
