@@ -120,6 +120,20 @@ def _prefetch(typingctx, arr, idx):
 
 
 @njit(inline="always")
+def _draw_ahead(x, pre, slot, n, zw, wbeg, nw, kbeta):
+    """Draw the ``n`` uniforms of a later token's word draws into
+    ``pre[slot]`` and prefetch the entries of ``zw`` they will pick among the
+    word's ``nw`` tokens at ``wbeg`` (for the word proposal's uniform scaling)."""
+    for st in range(n):
+        x, u = _uniform(x)
+        pre[slot, st] = u
+        r = u * (nw + kbeta)
+        if r < nw:
+            _prefetch(zw, wbeg + np.int64(r))
+    return x
+
+
+@njit(inline="always")
 def _alias_draw(v, prob, alias, K):
     """Draw from a Walker alias table given ``v`` uniform on [0, K)."""
     j = min(np.int64(v), K - 1)
@@ -236,13 +250,7 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, wptr, tpos, zw,
             if ia < T1:
                 wa = np.int64(words[ia])
                 ba = wptr[wa]
-                na = wptr[wa + 1] - ba
-                for st in range(mh_steps):
-                    x, u = _uniform(x)
-                    pre[ia % slots, st] = u
-                    r = u * (na + kbeta)
-                    if r < na:
-                        _prefetch(zw, ba + np.int64(r))
+                x = _draw_ahead(x, pre, ia % slots, mh_steps, zw, ba, wptr[wa + 1] - ba, kbeta)
                 _prefetch(zw, tpos[ia])
                 if K <= _ROW_K:
                     for off in range(0, K, 16):
@@ -317,13 +325,7 @@ def _init_kernel(doc_ptr, words, z, nwk, nk, wptr, tpos, zw, alpha, a_prob, a_al
             if ia < N:
                 wa = np.int64(words[ia])
                 ba = wptr[wa]
-                na = tpos[ia] - ba
-                for st in range(n_pre):
-                    x, u = _uniform(x)
-                    pre[ia % slots, st] = u
-                    r = u * (na + kbeta)
-                    if r < na:
-                        _prefetch(zw, ba + np.int64(r))
+                x = _draw_ahead(x, pre, ia % slots, n_pre, zw, ba, tpos[ia] - ba, kbeta)
                 if K <= _ROW_K:
                     for off in range(0, K, 16):
                         _prefetch(flat, wa * K + off)
