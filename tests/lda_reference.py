@@ -35,25 +35,31 @@ def alias_draw(v, prob, alias, K):
 
 
 def mh_sweep(doc_ptr, words, z, nwk, nk, alpha, prob, alias, beta, steps, wptr, tpos, zw,
-             state):
+             state, ranges=None):
     rng = Stream(state)
     K = len(nk)
     V = nwk.shape[0]
     asum = float(alpha.sum())
-    # Word-proposal uniforms are drawn AHEAD tokens early (the kernel uses
-    # them to prefetch); the stream order must be the same.
+    lo, hi = (doc_ptr[:-1], doc_ptr[1:]) if ranges is None else ranges
+    # The tokens resampled, in order: lo[d]:hi[d] of each document.
+    seq = [i for d in range(len(doc_ptr) - 1) for i in range(lo[d], hi[d])]
+    # Word-proposal uniforms are drawn AHEAD tokens early in that order (the
+    # kernel uses them to prefetch); the stream order must be the same.
     ahead = 4
     pre = {}
-    T0, T1 = doc_ptr[0], doc_ptr[-1]
-    for j in range(T0, min(T0 + ahead, T1)):
-        pre[j] = [rng.uniform() for _ in range(steps)]
+    for c in range(min(ahead, len(seq))):
+        pre[seq[c]] = [rng.uniform() for _ in range(steps)]
+    c = 0
     for d in range(len(doc_ptr) - 1):
+        if hi[d] == lo[d]:
+            continue
         t0, t1 = doc_ptr[d], doc_ptr[d + 1]
         L = t1 - t0
         ndk = np.bincount(z[t0:t1], minlength=K)
-        for i in range(t0, t1):
-            if i + ahead < T1:
-                pre[i + ahead] = [rng.uniform() for _ in range(steps)]
+        for i in range(lo[d], hi[d]):
+            if c + ahead < len(seq):
+                pre[seq[c + ahead]] = [rng.uniform() for _ in range(steps)]
+            c += 1
             w, s0 = words[i], int(z[i])
             ndk[s0] -= 1
             nwk[w, s0] -= 1

@@ -42,25 +42,45 @@ def _second_rank(corpus, n_first, n_topics, seed, zdtype=np.uint16):
     return ptr1, w1, z1.copy(), nwk, nk, wptr, starts, gpos, zw
 
 
-@pytest.mark.parametrize("n_first", [0, 4])
-def test_mh_sweep_matches_reference(n_first):
+@pytest.mark.parametrize("n_first, part", [(0, False), (4, False), (4, True)])
+def test_mh_sweep_matches_reference(n_first, part):
     # n_first = 4: the sweep runs on the second of two ranks, whose word
-    # proposal reads the whole corpus's word order.
+    # proposal reads the whole corpus's word order.  part: only the tokens
+    # of one block of words (2 to 10) are resampled, as in a phase of the
+    # shared layout; that skips whole documents and parts at both ends of
+    # others.
     corpus, _, _ = lda_corpus(9, 15, 3, 12, seed=4, length_spread=1.0)
     n_topics = 5
     doc_ptr, words, z, nwk, nk, wptr, _, tpos, zw = _second_rank(corpus, n_first, n_topics, 1)
     alpha = np.array([0.3, 0.1, 0.5, 0.2, 0.05])
+    ranges = None
+    if part:
+        lo = np.array([doc_ptr[d] + int((words[doc_ptr[d]:doc_ptr[d + 1]] < 2).sum())
+                       for d in range(doc_ptr.size - 1)], np.int64)
+        hi = np.array([doc_ptr[d] + int((words[doc_ptr[d]:doc_ptr[d + 1]] < 11).sum())
+                       for d in range(doc_ptr.size - 1)], np.int64)
+        for d in range(lo.size):  # words sorted within each document
+            assert np.all(np.diff(words[doc_ptr[d]:doc_ptr[d + 1]].astype(int)) >= 0)
+        assert 0 < (hi - lo).sum() < words.size and np.any(hi == lo)
+        ranges = (lo, hi)
     copies = [a.copy() for a in (z, nwk, nk, zw)]
+    z_start = z.copy()
     state = K.seed_state(7)
     st_ref = state.copy()
     for _ in range(3):
         K.mh_sweep(doc_ptr, words, z, nwk, nk, alpha, 0.05, state, wptr=wptr, tpos=tpos,
-                   zw=zw, mh_steps=2)
+                   zw=zw, mh_steps=2, ranges=ranges)
     rz, rnwk, rnk, rzw = copies
     prob, alias = K.alias_table(alpha)
     for _ in range(3):
         ref.mh_sweep(doc_ptr, words, rz, rnwk, rnk, alpha, prob, alias, 0.05, 2, wptr, tpos,
-                     rzw, st_ref)
+                     rzw, st_ref, ranges)
+    if part:  # the other tokens keep their topics
+        outside = np.ones(z.size, bool)
+        for d in range(lo.size):
+            outside[lo[d]:hi[d]] = False
+        np.testing.assert_array_equal(z[outside], z_start[outside])
+        assert np.any(z[~outside] != z_start[~outside])
     np.testing.assert_array_equal(z, rz)
     np.testing.assert_array_equal(nwk, rnwk)
     np.testing.assert_array_equal(nk, rnk)

@@ -24,13 +24,15 @@ bytes per word-topic cell (uint16 counts while every word occurs fewer than
 65,536 times, else 4).  On several ranks each rank also holds the topics of
 the other ranks' tokens in word order (2 bytes per token of the corpus).
 
-Several ranks: every rank keeps ``zw`` for the *whole* corpus in one global
-word order (for each word, rank 0's tokens, then rank 1's, ...) and a view
-``nwk`` of the counts that agrees with it exactly: its own changes enter
-both at once, the other ranks' when they arrive (:func:`own_changes`,
-:func:`apply_changes`, :func:`apply_rank_topics`).  So the word proposal's
-density is the view itself, and a sweep on several ranks runs the very
-kernel of one rank, touching one count array.
+Several ranks: ``zw`` covers the *whole* corpus in one global word order
+(for each word, rank 0's tokens, then rank 1's, ...) and ``nwk`` agrees
+with it exactly.  Either the ranks of a node share both and take turns on
+blocks of words (:func:`word_blocks`; ``mh_sweep(ranges=...)`` resamples
+one block of each document), or every rank keeps its own copy, its own
+changes entering at once and the other ranks' when they arrive
+(:func:`own_changes`, :func:`apply_changes`, :func:`apply_rank_topics`).
+So the word proposal's density is the counts themselves, and a sweep on
+several ranks runs the very kernel of one rank.
 
 State layout (compact integer types, chosen by the caller):
 
@@ -215,8 +217,20 @@ def alias_table(weights):
     return prob, alias
 
 
+@njit(inline="always")
+def _cursor_next(d, i, lo, hi, d1):
+    """The token after token ``i`` of document ``d`` in a sweep that samples
+    ``lo[d]:hi[d]`` of each document up to ``d1`` (``d == d1`` past the end)."""
+    i += 1
+    while d < d1 and i >= hi[d]:
+        d += 1
+        if d < d1:
+            i = lo[d]
+    return d, i
+
+
 @njit(**JIT)
-def _mh_kernel(doc_ptr, words, z, nwk, nk, wptr, tpos, zw,
+def _mh_kernel(doc_ptr, lo, hi, words, z, nwk, nk, wptr, tpos, zw,
                alpha, a_prob, a_alias, alpha_sum, beta, vbeta, mh_steps,
                d0, d1, ndk, state):
     K = nk.shape[0]
@@ -229,34 +243,41 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, wptr, tpos, zw,
     # cannot overlap their cache misses.  The uniforms of each token's word
     # proposals are therefore drawn _AHEAD tokens early, which tells where in
     # zw they will read; those lines (and the token's count row) are
-    # prefetched while earlier tokens are sampled.
+    # prefetched while earlier tokens are sampled.  A second cursor (da, ia)
+    # walks the sampled tokens _AHEAD places ahead; the c-th sampled token's
+    # uniforms sit in row c % slots of pre.
     slots = _AHEAD + 1
     pre = np.empty((slots, mh_steps))
-    T1 = doc_ptr[d1]
-    for j in range(doc_ptr[d0], min(doc_ptr[d0] + _AHEAD, T1)):
+    da, ia = _cursor_next(d0, lo[d0] - 1, lo, hi, d1) if d0 < d1 else (d1, 0)
+    ca = 0
+    while da < d1 and ca < _AHEAD:
         for st in range(mh_steps):
             x, u = _uniform(x)
-            pre[j % slots, st] = u
+            pre[ca % slots, st] = u
+        da, ia = _cursor_next(da, ia, lo, hi, d1)
+        ca += 1
+    c = 0
     for d in range(d0, d1):
+        if hi[d] == lo[d]:
+            continue
         t0 = doc_ptr[d]
         t1 = doc_ptr[d + 1]
         L = t1 - t0
-        if L == 0:
-            continue
         for i in range(t0, t1):
             ndk[z[i]] += 1
-        for i in range(t0, t1):
-            ia = i + _AHEAD
-            if ia < T1:
+        for i in range(lo[d], hi[d]):
+            if da < d1:
                 wa = np.int64(words[ia])
                 ba = wptr[wa]
-                x = _draw_ahead(x, pre, ia % slots, mh_steps, zw, ba, wptr[wa + 1] - ba, kbeta)
+                x = _draw_ahead(x, pre, ca % slots, mh_steps, zw, ba, wptr[wa + 1] - ba, kbeta)
                 _prefetch(zw, tpos[ia])
                 if K <= _ROW_K:
                     for off in range(0, K, 16):
                         _prefetch(flat, wa * K + off)
                 else:
                     _prefetch(flat, wa * K + np.int64(z[ia]))
+                da, ia = _cursor_next(da, ia, lo, hi, d1)
+                ca += 1
             w = words[i]
             s0 = np.int64(z[i])
             ndk[s0] -= 1
@@ -267,6 +288,8 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, wptr, tpos, zw,
             wbeg = wptr[w]
             nw = wptr[w + 1] - wbeg
             pw = tpos[i]
+            slot = c % slots
+            c += 1
             # Both proposals are drawn from the current state (this token's
             # entries in z and zw follow s), so the Hastings ratio uses the
             # counts without this token: q_s(t)/q_t(s) = (n_t + a)/(n_s + a).
@@ -282,7 +305,7 @@ def _mh_kernel(doc_ptr, words, z, nwk, nk, wptr, tpos, zw,
                 z[i] = s
                 zw[pw] = s
                 # Word proposal q(k) ~ n_wk (with this token) + beta.
-                t = _word_draw(pre[i % slots, step] * (nw + kbeta), nw, zw, wbeg, inv_beta, K)
+                t = _word_draw(pre[slot, step] * (nw + kbeta), nw, zw, wbeg, inv_beta, K)
                 pt = (ndk[t] + alpha[t]) * (nwk[w, t] + beta) / (nk[t] + vbeta)
                 x, s, ps = _accept(x, pt * (nwk[w, s] + beta), ps * (nwk[w, t] + beta),
                                    s, ps, t, pt)
@@ -479,7 +502,7 @@ def _check_word_order(nwk, words, z, wptr, tpos, zw):
 
 
 def mh_sweep(doc_ptr, words, z, nwk, nk, alpha, beta, state, *, wptr, tpos, zw,
-             mh_steps=2, d0=0, d1=None, scratch=None):
+             mh_steps=2, d0=0, d1=None, scratch=None, ranges=None):
     """Resample the topics of documents ``d0:d1`` by Metropolis-Hastings.
 
     Parameters
@@ -503,14 +526,27 @@ def mh_sweep(doc_ptr, words, z, nwk, nk, alpha, beta, state, *, wptr, tpos, zw,
         Document range to sweep (default all).
     scratch : ndarray of int32, shape (K,), optional
         Zeroed work array reused across calls.
+    ranges : (lo, hi) of int64 arrays of shape (D,), optional
+        Resample only tokens ``lo[d]:hi[d]`` of each document ``d`` (the
+        proposals still see the whole document); default all of them.
     """
     d1 = doc_ptr.shape[0] - 1 if d1 is None else d1
     _check_state(doc_ptr, words, z, nwk, nk, alpha, state, d0, d1)
     _check_word_order(nwk, words, z, wptr, tpos, zw)
+    if ranges is None:
+        lo, hi = doc_ptr[:-1], doc_ptr[1:]
+    else:
+        lo, hi = ranges
+        n_docs = doc_ptr.shape[0] - 1
+        if (lo.dtype != np.int64 or hi.dtype != np.int64 or lo.shape != (n_docs,)
+                or hi.shape != (n_docs,)):
+            raise TypeError("ranges must be two int64 arrays with one entry per document")
+        if np.any(lo < doc_ptr[:-1]) or np.any(hi > doc_ptr[1:]) or np.any(lo > hi):
+            raise ValueError("ranges must lie inside their documents")
     K = nk.shape[0]
     a_prob, a_alias = alias_table(alpha)
     ndk = np.zeros(K, np.int32) if scratch is None else scratch
-    _mh_kernel(doc_ptr, words, z, nwk, nk, wptr, tpos, zw, alpha, a_prob, a_alias,
+    _mh_kernel(doc_ptr, lo, hi, words, z, nwk, nk, wptr, tpos, zw, alpha, a_prob, a_alias,
                float(alpha.sum()), float(beta), float(beta) * nwk.shape[0], int(mh_steps),
                int(d0), int(d1), ndk, state)
 
@@ -745,6 +781,31 @@ def fold_in(doc_ptr, words, nwk, nk, alpha, beta, state, *, sweeps=20, mh_steps=
                    float(alpha.sum()), float(beta), float(beta) * nwk.shape[0],
                    ptr, topic, cum, int(mh_steps), ndk, int(sweeps), state)
     return ndk
+
+
+@njit(**JIT)
+def _blocks_kernel(order, freq, load, block):
+    for w in order:
+        b = np.argmin(load)
+        block[w] = b
+        load[b] += freq[w]
+
+
+def word_blocks(word_freq, n_blocks):
+    """Assign each word to one of ``n_blocks`` blocks of about equal token
+    count: words in decreasing frequency, each to the lightest block so far.
+
+    So every block gets a like share of frequent words (whose count rows
+    stay in cache) and of rare ones (which miss), and blocks cost about the
+    same to sample whatever order the vocabulary is numbered in.  Returns an
+    int32 array of block ids, one per word.
+    """
+    freq = np.asarray(word_freq, np.int64)
+    block = np.zeros(freq.shape[0], np.int32)
+    if n_blocks > 1:
+        _blocks_kernel(np.argsort(-freq, kind="stable"), freq, np.zeros(n_blocks, np.int64),
+                       block)
+    return block
 
 
 def global_word_order(rank_freq):
