@@ -99,6 +99,66 @@ class Request:
             warnings.warn("a non-blocking collective was never waited", ResourceWarning, stacklevel=1)
 
 
+def _node_comm(comm, who):
+    """The shared-memory communicator of ``comm``'s ranks, which must all run
+    on one node (:meth:`Comm.shares_node`); collective."""
+    node = comm.mpi.Split_type(MPI.COMM_TYPE_SHARED)
+    if node.Get_size() != comm.size:
+        node.Free()
+        raise ValueError(f"{who} needs every rank on one node (Comm.shares_node)")
+    return node
+
+
+class SharedArray:
+    """One array in a shared-memory window: every rank of ``comm`` (all on
+    one node) reads and writes the same memory.
+
+    The array starts zeroed.  Writes of one rank are visible to another once
+    both have passed :meth:`fence` (or any collective between two
+    :meth:`sync` calls on each side).
+
+    Parameters
+    ----------
+    comm : Comm
+        All of its ranks share a node.
+    shape : tuple of int
+    dtype : numpy dtype
+    """
+
+    def __init__(self, comm, shape, dtype):
+        self._comm = comm
+        self._node = _node_comm(comm, "SharedArray")
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        # Rank 0 holds the memory (one contiguous block); the others map it.
+        mine = max(nbytes, 1) if self._node.Get_rank() == 0 else 0
+        self._win = MPI.Win.Allocate_shared(mine, dtype.itemsize, comm=self._node)
+        buf, _ = self._win.Shared_query(0)
+        #: The shared array.
+        self.array = np.ndarray(shape, dtype, buffer=buf)
+        self._win.Lock_all()
+        if self._node.Get_rank() == 0:
+            self.array.fill(0)
+        self.fence()
+
+    def sync(self):
+        """Order this rank's loads and stores on the window (MPI_Win_sync)."""
+        self._win.Sync()
+
+    def fence(self):
+        """Wait for every rank; afterwards each sees the others' writes (collective)."""
+        self._win.Sync()
+        self._comm.barrier()
+        self._win.Sync()
+
+    def free(self):
+        """Release the window (collective); :attr:`array` must not be used after."""
+        self._win.Unlock_all()
+        self.array = None
+        self._win.Free()
+        self._node.Free()
+
+
 class SharedSum:
     """One float32 vector per rank in a shared-memory window, summed over the
     ranks in place.
@@ -124,10 +184,7 @@ class SharedSum:
 
     def __init__(self, comm, n):
         self._comm = comm
-        self._node = comm.mpi.Split_type(MPI.COMM_TYPE_SHARED)
-        if self._node.Get_size() != comm.size:
-            self._node.Free()
-            raise ValueError("SharedSum needs every rank on one node (Comm.shares_node)")
+        self._node = _node_comm(comm, "SharedSum")
         self._win = MPI.Win.Allocate_shared(max(int(n), 1) * 4, 4, comm=self._node)
         self._views = [np.frombuffer(self._win.Shared_query(r)[0], np.float32, int(n))
                        for r in range(comm.size)]

@@ -50,6 +50,20 @@ if p > 1:
         assert np.array_equal(shared.local, expected), np.abs(shared.local - expected).max()
     shared.free()
 
+# SharedArray: one zeroed array for all ranks; after a fence each rank sees
+# the others' writes (every rank writes its own rows, then reads all).
+from hpcml.comm import SharedArray  # noqa: E402
+table = SharedArray(comm, (p, 3), np.int32)
+assert table.array.shape == (p, 3) and not table.array.any()
+table.fence()  # every rank has seen zeros before any writes
+table.array[r] = r + 1
+table.fence()
+assert np.array_equal(table.array, np.repeat(np.arange(1, p + 1, dtype=np.int32)[:, None], 3, 1))
+table.free()
+empty = SharedArray(comm, (0,), np.uint16)  # a zero-size window is allowed
+assert empty.array.size == 0
+empty.free()
+
 # agree: one rank's problem becomes the same error on every rank.
 try:
     comm.agree(r != p - 1, f"bad shard on rank {r}")
