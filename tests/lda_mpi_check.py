@@ -18,11 +18,13 @@ def main():
                                             float(sys.argv[3]), int(sys.argv[4]))
     init = sys.argv[5] if len(sys.argv) > 5 else "random"
     exchange = sys.argv[6] if len(sys.argv) > 6 else "auto"
+    layout = sys.argv[7] if len(sys.argv) > 7 else "auto"
     corpus, phi, _ = lda_corpus(n_docs, 120, 4, 60, alpha=0.2, beta=0.05, seed=2,
                                 length_spread=1.0)
     start, stop = block_range(n_docs, comm.size, comm.rank)
-    model = LDA(4, alpha=0.2, beta=0.05, sync_every=sync_every, staleness=staleness,
-                seed=5, init=init, exchange=exchange).setup(corpus.slice(start, stop), comm)
+    model = LDA(4, alpha=0.2, beta=0.05, sync_every=sync_every, staleness=staleness, seed=0,
+                init=init, exchange=exchange, layout=layout)
+    model.setup(corpus.slice(start, stop), comm)
     model.fit(iters)
     # The view every rank holds must equal the counts of all ranks' topics.
     local = np.zeros(model.nwk.shape, np.int64)
@@ -32,14 +34,17 @@ def main():
     # ... and every rank's word order must hold every token's topic.
     everyone = comm.allgatherv(model.z)
     order = np.argsort(comm.allgatherv(model.gpos), kind="stable")
-    exact = bool(np.array_equal(local, model.nwk) and np.array_equal(everyone[order], model.zw))
+    comm.allreduce(nk)
+    exact = bool(np.array_equal(local, model.nwk) and np.array_equal(everyone[order], model.zw)
+                 and np.array_equal(nk, model.nk))
     theta = comm.allgatherv(model.doc_topics())
     if comm.rank == 0:
         print(json.dumps({"ll_per_token": model.history[-1]["ll_per_token"],
                           "exact_counts": exact, "nwk": model.nwk.tolist(),
                           "theta_rows": int(theta.shape[0]),
                           "modes": sorted({m for r in model.history for m in r["modes"]}),
-                          "bytes": model.history[-1]["bytes"]}))
+                          "bytes": model.history[-1]["bytes"], "shared": model.shared}))
+    model.close()
 
 
 if __name__ == "__main__":

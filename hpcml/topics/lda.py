@@ -1,8 +1,23 @@
 """Data-parallel LDA by collapsed Gibbs sampling over document shards.
 
-Each rank holds a range of documents, a full copy ("view") of the
-word-topic counts, and the topics of every token of the corpus in one
-global word order (see :mod:`hpcml.kernels.lda`).  A sweep over the local
+Each rank holds a range of documents.  The word-topic counts and the
+topics of every token of the corpus in one global word order (see
+:mod:`hpcml.kernels.lda`) are laid out in one of two ways.
+
+``layout="shared"`` (ranks on one node; the default there): one copy of
+the counts and the word order in shared memory.  The words are dealt into
+as many blocks as ranks, of equal token counts
+(:func:`hpcml.kernels.lda.word_blocks`), and each document's tokens are
+ordered by block; a sweep has one phase per rank, and in phase p rank r
+resamples its tokens of block (r + p) mod P, so no two ranks touch the same
+count row or word-order entry at once (the partition scheme of Yan et al.
+2009, also tomotopy's).  Between
+phases the ranks merge their changes to the topic totals (K integers, an
+allreduce), the only counts they keep apart.  Nothing else is copied or
+sent, and the result does not depend on timing.
+
+``layout="replicated"`` (ranks on several nodes): every rank keeps its own
+copy ("view") of the counts and of the word order.  A sweep over the local
 documents is cut into ``round(1/sync_every)`` segments; after each segment
 the ranks exchange which of their tokens changed topic (AD-LDA, Newman et
 al. 2009, with tokens rather than count cells on the wire):
@@ -23,11 +38,12 @@ of the topics in the word order: the word proposal draws from it and its
 Hastings ratio reads the view, the same kernel as on one rank.
 
 What the rank count changes: each rank draws from its own random stream
-and samples only its documents against counts that lag the other ranks'
-changes by up to one segment (plus S with staleness), so runs with
-different rank counts follow different (equally valid) sampling paths and
-do not produce bit-identical topics; the same seed and rank count give
-identical results.
+and samples only its documents against topic totals (shared layout) or
+counts (replicated layout) that lag the other ranks' changes by up to one
+phase or segment (plus S with staleness), so runs with different rank
+counts or layouts follow different (equally valid) sampling paths and do
+not produce bit-identical topics; the same seed, rank count and layout
+give identical results.
 """
 
 import math
@@ -36,6 +52,7 @@ from collections import deque
 
 import numpy as np
 
+from hpcml.comm import SharedArray
 from hpcml.errors import InputError
 from hpcml.kernels import lda as kern
 from hpcml.partition import block_range
@@ -43,6 +60,7 @@ from hpcml.partition import block_range
 SAMPLERS = ("mh", "dense")
 EXCHANGES = ("auto", "sparse", "dense")
 INITS = ("random", "progressive")
+LAYOUTS = ("auto", "shared", "replicated")
 #: Weight of the not-yet-placed tokens in the progressive start (see
 #: kern.progressive_init).  On the benchmark corpus at K = 1000 (5,000
 #: documents) the log-likelihood after 20 sweeps rose as it fell from 1 to
@@ -85,6 +103,24 @@ def heldout_mask(doc_ids, fraction):
     return h < np.uint64(int(fraction * (1 << 32)))
 
 
+def _block_order(doc_ptr, words, block, n_blocks):
+    """Reorder each document's tokens by the block of their word (stably) and
+    return ``(words, bounds)``: block b of document d is tokens
+    ``bounds[b, d]:bounds[b + 1, d]``, ``bounds`` of shape (n_blocks + 1, D).
+    With one block the order is the stored one."""
+    n_docs = doc_ptr.shape[0] - 1
+    doc_of = np.repeat(np.arange(n_docs, dtype=np.int64), np.diff(doc_ptr))
+    key = doc_of * n_blocks + block[words]
+    if n_blocks > 1:
+        words = words[np.argsort(key, kind="stable")]
+    bounds = np.empty((n_blocks + 1, n_docs), np.int64)
+    bounds[0] = doc_ptr[:-1]
+    per = np.bincount(key, minlength=n_docs * n_blocks).reshape(n_docs, n_blocks)
+    np.cumsum(per, axis=1, out=bounds[1:].T)
+    bounds[1:] += doc_ptr[:-1]
+    return words, bounds
+
+
 class LDA:
     """Latent Dirichlet allocation trained by distributed collapsed Gibbs sampling.
 
@@ -118,11 +154,15 @@ class LDA:
         :func:`hpcml.kernels.lda.progressive_init`).  At large K the MH
         sampler needs many sweeps to leave a random start; a progressive start
         costs about one sweep and saves most of them.
+    layout : {"auto", "shared", "replicated"}
+        How several ranks hold the counts (module docstring): "auto" shares
+        them when all ranks run on one node and the sampler is "mh".
+        ``sync_every``, ``staleness`` and ``exchange`` apply to "replicated".
     """
 
     def __init__(self, n_topics, *, alpha=0.1, beta=0.01, sampler="mh", mh_steps=2,
                  sync_every=1.0, staleness=0, exchange="auto", optimize_every=0, seed=0,
-                 init="random"):
+                 init="random", layout="auto"):
         if int(n_topics) < 2:
             raise InputError(f"number of topics must be >= 2, got {n_topics}")
         if sampler not in SAMPLERS:
@@ -131,6 +171,10 @@ class LDA:
             raise InputError(f"exchange must be one of {EXCHANGES}, got {exchange!r}")
         if init not in INITS:
             raise InputError(f"init must be one of {INITS}, got {init!r}")
+        if layout not in LAYOUTS:
+            raise InputError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        if layout == "shared" and sampler != "mh":
+            raise InputError("layout 'shared' needs the 'mh' sampler")
         if not 0.0 < float(sync_every) <= 1.0:
             raise InputError(f"sync-every must be in (0, 1], got {sync_every}")
         if int(staleness) < 0 or int(mh_steps) < 1:
@@ -149,6 +193,7 @@ class LDA:
         self.optimize_every = int(optimize_every)
         self.seed = int(seed)
         self.init = init
+        self.layout = layout
 
     # ------------------------------------------------------------------ setup
     def setup(self, corpus, comm, z=None, rng_state=None):
@@ -161,10 +206,17 @@ class LDA:
         K, V = self.n_topics, corpus.n_words
         self.n_words = V
         self.doc_offset = corpus.doc_offset
-        self.doc_ptr, self.words = corpus.tokens()
-        n_local = self.words.shape[0]
-        freq = np.bincount(self.words, minlength=V).astype(np.int64)
+        doc_ptr, words = corpus.tokens()
+        n_local = words.shape[0]
+        freq = np.bincount(words, minlength=V).astype(np.int64)
         rank_freq = comm.allgatherv(freq[None, :])
+        gfreq = rank_freq.sum(axis=0)
+        # Word blocks (the phases of the shared layout).  Tokens are ordered
+        # by block within each document whatever the layout, so a checkpoint
+        # (same rank count) resumes in either.
+        self.doc_ptr = doc_ptr
+        self.words, self.block_bounds = _block_order(
+            doc_ptr, words, kern.word_blocks(gfreq, comm.size), comm.size)
         self.rank_tokens = rank_freq.sum(axis=1)
         self.n_tokens = int(self.rank_tokens.sum())
         comm.agree(self.n_tokens < kern.MAX_POSITIONS and K <= kern.MAX_TOPICS,
@@ -172,16 +224,24 @@ class LDA:
         if z is not None:
             ok = z.shape == (n_local,) and (n_local == 0 or int(z.max()) < K)
             comm.agree(ok, "checkpointed topics do not match the corpus or K")
+        self.shared = comm.size > 1 and self.layout != "replicated" and self.sampler == "mh"
+        if self.shared:
+            on_node = comm.shares_node()
+            comm.agree(on_node or self.layout == "auto",
+                       "layout 'shared' needs every rank on one node; use 'replicated'")
+            self.shared = on_node
         self.state = kern.seed_state(self.seed, comm.rank) if rng_state is None \
             else np.asarray(rng_state, np.uint64).reshape(1).copy()
         # The global word order: this rank's tokens sit at self.gpos in it.
         local_wptr, tpos = kern.word_index(self.words, V)
         self.wptr, self.starts = kern.global_word_order(rank_freq)
         self.gpos = kern.global_positions(self.words, tpos, local_wptr, self.starts[comm.rank])
-        gfreq = rank_freq.sum(axis=0)
-        self.nwk = np.zeros((V, K), count_dtype(int(gfreq.max()) if V else 0))
+        shapes = [((V, K), count_dtype(int(gfreq.max()) if V else 0)),
+                  ((self.n_tokens,), kern.topic_dtype(K))]
+        self._windows = [SharedArray(comm, *sd) for sd in shapes] if self.shared else []
+        self.nwk, self.zw = [w.array for w in self._windows] if self.shared \
+            else [np.zeros(*sd) for sd in shapes]
         self.nk = np.zeros(K, np.int64)
-        self.zw = np.zeros(self.n_tokens, kern.topic_dtype(K))
         tic = time.perf_counter()
         if z is None and self.init == "progressive":
             self._progressive()
@@ -190,25 +250,47 @@ class LDA:
                 z = np.random.default_rng([self.seed, comm.rank]).integers(0, K, n_local)
             self.z = z.astype(self.zw.dtype)
             everyone = comm.iallgatherv(kern.word_order(self.z, tpos), self.rank_tokens).wait()
-            for r, (lo, hi) in enumerate(self._rank_slices()):
-                kern.apply_rank_topics(everyone[lo:hi], self.starts, r, self.zw, self.nwk,
-                                       self.nk, replace=False)
+            if not self.shared or comm.rank == 0:
+                for r, (lo, hi) in enumerate(self._rank_slices()):
+                    kern.apply_rank_topics(everyone[lo:hi], self.starts, r, self.zw, self.nwk,
+                                           self.nk, replace=False)
+            if self.shared:
+                self._fence()
+                self.nk[:] = comm.bcast(self.nk, root=0)
         #: Seconds spent drawing the initial topics (part of training time).
         self.init_s = time.perf_counter() - tic
         self.scratch = np.zeros(K, np.int32)
-        # Segments: equal token ranges of the local documents; every rank
-        # has the same number, so the exchanges line up.
+        self.nk_merged = self.nk.copy()
+        # Segments (replicated layout): equal token ranges of the local
+        # documents; every rank has the same number, so the exchanges line up.
         n_seg = max(1, int(round(1.0 / self.sync_every)))
         cuts = np.searchsorted(self.doc_ptr, np.linspace(0, n_local, n_seg + 1), side="left")
         cuts[0], cuts[-1] = 0, self.doc_ptr.shape[0] - 1
         self.segments = np.maximum.accumulate(cuts)
         # This rank's topics in word order as the other ranks last saw them.
-        self.sent = kern.rank_topics(self.zw, self.starts, comm.rank) if comm.size > 1 else None
+        replicated = comm.size > 1 and not self.shared
+        self.sent = kern.rank_topics(self.zw, self.starts, comm.rank) if replicated else None
         self.pending = deque()
         self.iteration = 0
         self.history = []
         self._compile()
         return self
+
+    def close(self):
+        """Release the shared memory of the shared layout (collective; the
+        counts must not be used after).  Nothing to do otherwise."""
+        for w in self._windows:
+            w.free()
+        self._windows = []
+        self.nwk = self.zw = None
+
+    def _fence(self):
+        """Every rank waits for the others' writes to the shared arrays."""
+        for w in self._windows:
+            w.sync()
+        self.comm.barrier()
+        for w in self._windows:
+            w.sync()
 
     def _rank_slices(self):
         """Where each rank's tokens lie in an all-gathered per-token array."""
@@ -218,9 +300,10 @@ class LDA:
     def _progressive(self):
         """Progressive initial topics, rank after rank: each rank draws its
         tokens against the counts and word order of the ranks before it
-        (passed on by a broadcast), so all ranks grow the same topics instead
-        of numbering theirs independently.  Costs one initialisation pass of
-        the whole corpus in wall time, whatever the rank count."""
+        (shared, or passed on by a broadcast), so all ranks grow the same
+        topics instead of numbering theirs independently.  Costs one
+        initialisation pass of the whole corpus in wall time, whatever the
+        rank count."""
         comm = self.comm
         for r in range(comm.size):
             if comm.rank == r:
@@ -228,7 +311,10 @@ class LDA:
                     self.doc_ptr, self.words, self.nwk, self.nk, self.alpha, self.beta,
                     self.state, wptr=self.wptr, tpos=self.gpos, zw=self.zw,
                     n_after=int(self.rank_tokens[r + 1:].sum()), smooth=INIT_SMOOTH)
-            if comm.size > 1:
+            if self.shared:
+                self._fence()
+                self.nk[:] = comm.bcast(self.nk, root=r)
+            elif comm.size > 1:
                 mine = kern.rank_topics(self.zw, self.starts, r) if comm.rank == r else None
                 theirs = comm.bcast(mine, root=r)
                 if comm.rank != r:
@@ -240,16 +326,18 @@ class LDA:
         ranges, so that the first iteration's time and throughput are not
         inflated by compilation."""
         self._sample(0, 0)
-        if self.comm.size > 1:
+        if self.sent is not None:
             kern.apply_changes(np.zeros(0, np.int64), self.wptr, self.zw, self.nwk, self.nk)
 
     def memory_bytes(self):
         """Bytes held by this rank's sampler state, by kind.
 
         ``bytes_per_token`` counts this rank's tokens (word, topic, position
-        in the word order, and on several ranks the topics last sent);
-        ``bytes_per_corpus_token`` the topics of all tokens in word order,
-        which every rank holds.
+        in the word order, and in the replicated layout the topics last
+        sent); ``bytes_per_corpus_token`` the topics of all tokens in word
+        order; ``total`` everything this rank holds or maps, of which
+        ``shared`` (the counts and the word order in the shared layout) is
+        one copy for all ranks of the node.
         """
         per_token = (self.words.itemsize + self.z.itemsize + self.gpos.itemsize
                      + (self.sent.itemsize if self.sent is not None else 0))
@@ -257,21 +345,36 @@ class LDA:
                  + self.nwk.nbytes + self.doc_ptr.nbytes + self.wptr.nbytes + self.starts.nbytes)
         total += 0 if self.sent is None else self.sent.nbytes
         total += sum(p[1].nbytes for p in self.pending)
+        total += self.block_bounds.nbytes
+        shared = self.zw.nbytes + self.nwk.nbytes if self.shared else 0
         return {"bytes_per_token": per_token, "bytes_per_corpus_token": self.zw.itemsize,
-                "bytes_per_cell": self.nwk.itemsize, "total": int(total)}
+                "bytes_per_cell": self.nwk.itemsize, "total": int(total), "shared": int(shared)}
 
     # --------------------------------------------------------------- sampling
-    def _sample(self, d0, d1):
+    def _sample(self, d0, d1, ranges=None):
         if self.sampler == "mh":
             kern.mh_sweep(self.doc_ptr, self.words, self.z, self.nwk, self.nk, self.alpha,
                           self.beta, self.state, wptr=self.wptr, tpos=self.gpos, zw=self.zw,
-                          mh_steps=self.mh_steps, d0=d0, d1=d1, scratch=self.scratch)
+                          mh_steps=self.mh_steps, d0=d0, d1=d1, scratch=self.scratch,
+                          ranges=ranges)
         else:
             t0, t1 = self.doc_ptr[d0], self.doc_ptr[d1]
             kern.dense_sweep(self.doc_ptr, self.words, self.z, self.nwk, self.nk, self.alpha,
                              self.beta, self.state, d0=d0, d1=d1, scratch=self.scratch)
             # The dense sampler works on z alone; the word order follows.
             self.zw[self.gpos[t0:t1]] = self.z[t0:t1]
+
+    def _merge_totals(self):
+        """End of a phase of the shared layout: add up the ranks' changes to
+        the topic totals; the collective also orders the phases."""
+        for w in self._windows:
+            w.sync()
+        change = self.nk - self.nk_merged
+        self.comm.allreduce(change)
+        self.nk_merged += change
+        self.nk[:] = self.nk_merged
+        for w in self._windows:
+            w.sync()
 
     def _exchange(self):
         """Send the topic changes since the last exchange to the other ranks."""
@@ -317,11 +420,19 @@ class LDA:
         before = comm.timings()
         tic = time.perf_counter()
         modes = []
-        for j in range(len(self.segments) - 1):
-            d0, d1 = int(self.segments[j]), int(self.segments[j + 1])
-            self._sample(d0, d1)
-            if comm.size > 1:
-                modes.append(self._exchange())
+        if self.shared:
+            n_docs = self.doc_ptr.shape[0] - 1
+            for phase in range(comm.size):
+                b = (comm.rank + phase) % comm.size
+                self._sample(0, n_docs, (self.block_bounds[b], self.block_bounds[b + 1]))
+                self._merge_totals()
+                modes.append("shared")
+        else:
+            for j in range(len(self.segments) - 1):
+                d0, d1 = int(self.segments[j]), int(self.segments[j + 1])
+                self._sample(d0, d1)
+                if comm.size > 1:
+                    modes.append(self._exchange())
         while self.pending:
             self._complete_oldest()
         after = comm.timings()
