@@ -12,7 +12,8 @@ interleaved, and prints ratios taken in this run:
   from the same model; one evaluator, hpcml.compare.heldout_perplexity, fed
   each contender's word-topic counts),
 * 2-rank speed-up, compute vs communication seconds per iteration, bytes
-  exchanged, and peak memory per rank,
+  exchanged, and peak memory per rank (``--layout``: the ranks share the
+  counts, or each holds a copy and they exchange changes),
 * with ``spark-online``/``spark-em`` among the contenders (pyspark
   installed): Spark ML LDA in local[2] on a smaller corpus (``--spark-scale``)
   for several ``maxIter``, against hpcml at 2 ranks on that corpus: the time
@@ -89,7 +90,8 @@ def run_hpcml_worker(args):
     corpus = read_hdf5(args.corpus, start=int(cuts[comm.rank]), stop=int(cuts[comm.rank + 1]))
     held = read_hdf5(args.heldout) if comm.rank == 0 else None
     model = LDA(args.k, alpha=ALPHA, beta=BETA, mh_steps=args.mh_steps,
-                sync_every=args.sync_every, seed=1, init=args.init).setup(corpus, comm)
+                sync_every=args.sync_every, seed=1, init=args.init, layout=args.layout)
+    model.setup(corpus, comm)
     # Initialisation is training time: the slowest rank's.
     init_s = comm.allreduce_scalar(model.init_s, "max")
     elapsed = init_s
@@ -108,14 +110,19 @@ def run_hpcml_worker(args):
         model.history.append(curve_rec)
     per_rank = comm.allgatherv(np.array([[h["compute_s"], h["comm_s"], h["bytes"]]
                                           for h in model.history]).reshape(1, -1, 3))
-    mem = comm.allgatherv(np.array([[peak_rss_mb(), model.memory_bytes()["total"] / 2**20]]))
+    state = model.memory_bytes()
+    mem = comm.allgatherv(np.array([[peak_rss_mb(), state["total"] / 2**20,
+                                     state["shared"] / 2**20]]))
+    shared = model.shared
+    model.close()
     if comm.rank == 0:
         return {"tokens_per_s": model.n_tokens * args.iterations / (elapsed - init_s),
+                "shared": shared,
                 "tokens_per_s_with_init": model.n_tokens * args.iterations / elapsed,
                 "curve": curve,
                 "per_rank": per_rank.tolist(), "mem": mem.tolist(),
-                "bytes_per_token": model.memory_bytes()["bytes_per_token"],
-                "bytes_per_cell": model.memory_bytes()["bytes_per_cell"], "init_s": init_s}
+                "bytes_per_token": state["bytes_per_token"],
+                "bytes_per_cell": state["bytes_per_cell"], "init_s": init_s}
     return None
 
 
@@ -124,7 +131,7 @@ def run_hpcml(path, k, ranks, args, eval_every=None):
            "--heldout", path.replace(".h5", "-held.h5"),
            "--k", str(k), "--iterations", str(args.iterations),
            "--eval-every", str(eval_every or args.eval_every), "--mh-steps", str(args.mh_steps),
-           "--sync-every", str(args.sync_every), "--init", args.init]
+           "--sync-every", str(args.sync_every), "--init", args.init, "--layout", args.layout]
     if ranks > 1:
         cmd = [os.path.join(os.path.dirname(sys.executable), "mpiexec"), "-n", str(ranks)] + \
             cmd + ["--worker-mpi"]
@@ -226,7 +233,9 @@ def summarise(k, results, n_tokens):
     for name in ("hpcml-1", "hpcml-2"):
         r = results.get(name)
         if r:
-            mems = ", ".join(f"rank {i}: peak RSS {m[0]:.0f} MB (sampler state {m[1]:.0f} MB)"
+            mems = ", ".join(f"rank {i}: peak RSS {m[0]:.0f} MB (sampler state {m[1]:.0f} MB"
+                             + (f", {m[2]:.0f} MB of it shared by the ranks)" if r["shared"]
+                                else ")")
                              for i, m in enumerate(r["mem"]))
             print(f"{name} memory: {mems}; {r['bytes_per_token']} B/token, "
                   f"{r['bytes_per_cell']} B/word-topic cell")
@@ -305,6 +314,8 @@ def main():
     ap.add_argument("--mh-steps", type=int, default=2)
     ap.add_argument("--sync-every", type=float, default=0.5)
     ap.add_argument("--init", default="progressive", help="hpcml's initial topics")
+    ap.add_argument("--layout", default="auto", choices=["auto", "shared", "replicated"],
+                    help="how hpcml's ranks hold the counts")
     ap.add_argument("--contenders", nargs="+",
                     default=["hpcml-1", "tomotopy-1", "hpcml-2", "tomotopy-2"],
                     help="hpcml-N, tomotopy-N, spark-online, spark-em")
@@ -327,7 +338,8 @@ def main():
     doc_ptr, words = corpus.tokens()
     spark = [c.split("-")[1] for c in args.contenders if c.startswith("spark-")]
     print(f"corpus: {n_docs} documents, V = 20000, {words.shape[0]} tokens, {held.n_docs} "
-          f"held out; {args.iterations} iterations each; hpcml --init {args.init}; "
+          f"held out; {args.iterations} iterations each; hpcml --init {args.init} "
+          f"--layout {args.layout}; "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
           "all ratios from this run", flush=True)
     with tempfile.TemporaryDirectory() as tmp:

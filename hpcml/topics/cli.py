@@ -20,7 +20,7 @@ from hpcml.io.corpus import Corpus, read_hdf5, read_hdf5_info, token_ptr, write_
 from hpcml.io.hdf5 import write_output
 from hpcml.io.uci import ENGLISH_STOP_WORDS, read_stop_words, read_text, read_uci, write_uci
 from hpcml.kernels import lda as kern
-from hpcml.topics.lda import EXCHANGES, INITS, LDA, SAMPLERS, heldout_mask
+from hpcml.topics.lda import EXCHANGES, INITS, LAYOUTS, LDA, SAMPLERS, heldout_mask
 
 log = logging.getLogger("hpcml")
 
@@ -134,6 +134,11 @@ def register(subparsers, common):
                    help="initial topics: random, or progressive (each token drawn given the "
                         "tokens before it; costs about a sweep, saves many at large K)")
     g = train.add_argument_group("distribution")
+    g.add_argument("--layout", choices=LAYOUTS, default="auto",
+                   help="shared: ranks on one node share one copy of the counts and take "
+                        "turns on blocks of words; replicated: each rank its own copy, "
+                        "changes exchanged (the options below); auto: shared when all ranks "
+                        "run on one node")
     g.add_argument("--sync-every", type=float, default=0.5, metavar="FRACTION",
                    help="fraction of a sweep between exchanges of changed topics (default 0.5)")
     g.add_argument("--staleness", type=int, default=0, metavar="S",
@@ -227,7 +232,7 @@ def run_train(args, comm):
         model = LDA(args.topics, alpha=alpha, beta=args.beta, sampler=args.sampler,
                     mh_steps=args.mh_steps, sync_every=args.sync_every, staleness=args.staleness,
                     exchange=args.exchange, optimize_every=args.optimize_every, seed=args.seed,
-                    init=args.init)
+                    init=args.init, layout=args.layout)
     except InputError as exc:
         raise InputError(str(exc), collective=True) from None
     checkpointer = Checkpointer.from_args(args, comm)
@@ -244,10 +249,12 @@ def run_train(args, comm):
     mem = model.memory_bytes()
     largest = comm.allreduce_scalar(mem["total"], "max")
     log.info("LDA: %d documents (%d held out), V = %d, %d tokens, K = %d on %d rank(s); "
-             "sampler state %.1f MB on the largest rank (%d B per own token, %d B per token of "
-             "the corpus, %d B per word-topic cell)",
+             "%s layout; sampler state %.1f MB on the largest rank, %.1f MB of it shared by "
+             "the ranks of a node (%d B per own token, %d B per token of the corpus, %d B per "
+             "word-topic cell)",
              n_docs, comm.allreduce_scalar(int(held.sum())), model.n_words, model.n_tokens,
-             args.topics, comm.size, largest / 2**20, mem["bytes_per_token"],
+             args.topics, comm.size, "shared" if model.shared else "replicated",
+             largest / 2**20, mem["shared"] / 2**20, mem["bytes_per_token"],
              mem["bytes_per_corpus_token"], mem["bytes_per_cell"])
 
     def report(rec):
@@ -280,6 +287,7 @@ def run_train(args, comm):
     summary = {"documents": n_docs, "tokens": model.n_tokens, "topics": args.topics,
                "iterations": model.iteration, "log_likelihood": final_ll,
                "ll_per_token": final_ll / max(model.n_tokens, 1), "ranks": comm.size,
+               "layout": "shared" if model.shared else "replicated",
                "alpha_mean": float(model.alpha.mean()), "beta": model.beta,
                "top_words": top}
     perps = [r["perplexity"] for r in model.history if "perplexity" in r]
@@ -288,6 +296,7 @@ def run_train(args, comm):
     if args.output:
         _write_model(args.output, comm, model, vocab, train_ids, vars(args))
         summary["output"] = args.output
+    model.close()
     return summary
 
 
