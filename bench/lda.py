@@ -103,7 +103,7 @@ def run_hpcml_worker(args):
         elapsed += time.perf_counter() - tic
         if it % args.eval_every == 0 or it == args.iterations:
             ll = model.log_likelihood() / model.n_tokens
-            ppl = perplexity(model.nwk, held) if comm.rank == 0 else 0.0
+            ppl = perplexity(model.word_topic(), held) if comm.rank == 0 else 0.0
             curve.append((it, elapsed, ll, ppl))
         curve_rec = {"compute_s": rec["compute_s"], "comm_s": rec["comm_s"],
                      "bytes": rec["bytes"]}

@@ -10,6 +10,7 @@ from hpcml.kernels import lda as kern
 from hpcml.partition import block_range
 from hpcml.topics.lda import LDA
 from hpcml.topics.synthetic import lda_corpus
+from test_lda_train import matched_cosine
 
 
 def main():
@@ -37,10 +38,19 @@ def main():
     comm.allreduce(nk)
     exact = bool(np.array_equal(local, model.nwk) and np.array_equal(everyone[order], model.zw)
                  and np.array_equal(nk, model.nk))
+    # Internal word ids (block after block) map back to the input's: each
+    # document keeps its words, and the topics by input id match the truth.
+    mine = np.repeat(np.arange(model.doc_ptr.shape[0] - 1), np.diff(model.doc_ptr))
+    ids = np.lexsort((model.word_ids[model.words], mine))
+    _, words = corpus.slice(start, stop).tokens()
+    exact &= bool(np.array_equal(model.word_ids[model.words][ids],
+                                 words[np.lexsort((words, mine))]))
+    exact = comm.allreduce_scalar(int(exact), "min") == 1
     theta = comm.allgatherv(model.doc_topics())
     if comm.rank == 0:
         print(json.dumps({"ll_per_token": model.history[-1]["ll_per_token"],
-                          "exact_counts": exact, "nwk": model.nwk.tolist(),
+                          "exact_counts": exact, "nwk": model.word_topic().tolist(),
+                          "cosine": matched_cosine(phi, model.topic_word()),
                           "theta_rows": int(theta.shape[0]),
                           "modes": sorted({m for r in model.history for m in r["modes"]}),
                           "bytes": model.history[-1]["bytes"], "shared": model.shared}))

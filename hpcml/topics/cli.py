@@ -331,7 +331,7 @@ def _write_model(path, comm, model, vocab, doc_ids, params):
     h = model.history
     own = np.array([[r["compute_s"], r["comm_s"], r["bytes"]] for r in h]).reshape(1, -1, 3)
     per_rank = comm.allgatherv(own)  # ranks x iterations x 3
-    small = {"word_topic": model.nwk.astype(np.int32), "topic_totals": model.nk,
+    small = {"word_topic": model.word_topic().astype(np.int32), "topic_totals": model.nk,
              "alpha": model.alpha, "beta": np.array(model.beta),
              "history/log_likelihood": _series(h, "log_likelihood"),
              "history/perplexity": _series(h, "perplexity"),

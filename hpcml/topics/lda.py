@@ -210,13 +210,25 @@ class LDA:
         n_local = words.shape[0]
         freq = np.bincount(words, minlength=V).astype(np.int64)
         rank_freq = comm.allgatherv(freq[None, :])
+        # Word blocks (the phases of the shared layout).  The words are
+        # numbered internally block after block, so that no cache line holds
+        # count rows or word-order entries of two blocks: ranks sampling
+        # different blocks on cores without a common cache would otherwise
+        # pass those lines back and forth at every update (at 2 ranks here,
+        # half the speed).  Tokens are ordered by block within each document
+        # whatever the layout, so a checkpoint (same rank count) resumes in
+        # either.  One block keeps the input numbering.
+        block = kern.word_blocks(rank_freq.sum(axis=0), comm.size)
+        #: Input word id of each internal word id.
+        self.word_ids = np.argsort(block, kind="stable")
+        #: Internal word id of each input word id.
+        self.internal_ids = np.empty(V, words.dtype)
+        self.internal_ids[self.word_ids] = np.arange(V, dtype=words.dtype)
+        rank_freq = np.ascontiguousarray(rank_freq[:, self.word_ids])
         gfreq = rank_freq.sum(axis=0)
-        # Word blocks (the phases of the shared layout).  Tokens are ordered
-        # by block within each document whatever the layout, so a checkpoint
-        # (same rank count) resumes in either.
         self.doc_ptr = doc_ptr
         self.words, self.block_bounds = _block_order(
-            doc_ptr, words, kern.word_blocks(gfreq, comm.size), comm.size)
+            doc_ptr, self.internal_ids[words], block[self.word_ids], comm.size)
         self.rank_tokens = rank_freq.sum(axis=1)
         self.n_tokens = int(self.rank_tokens.sum())
         comm.agree(self.n_tokens < kern.MAX_POSITIONS and K <= kern.MAX_TOPICS,
@@ -517,7 +529,7 @@ class LDA:
         tokens are folded in with the counts fixed and the others scored.
         """
         doc_ptr, words = heldout.tokens()
-        obs_ptr, obs_w, held_ptr, held_w = completion_split(doc_ptr, words)
+        obs_ptr, obs_w, held_ptr, held_w = completion_split(doc_ptr, self.internal_ids[words])
         state = kern.seed_state(self.seed + 104729 * (self.iteration + 1), self.comm.rank)
         ndk = kern.fold_in(obs_ptr, obs_w, self.nwk, self.nk, self.alpha, self.beta, state,
                            sweeps=sweeps, mh_steps=self.mh_steps)
@@ -540,13 +552,18 @@ class LDA:
         theta = (ndk + self.alpha) / (np.diff(self.doc_ptr)[:, None] + self.alpha.sum())
         return theta.astype(np.float32)
 
+    def word_topic(self):
+        """Word-topic counts (V, K) by input word id (a copy)."""
+        return self.nwk[self.internal_ids]
+
     def topic_word(self):
         """Posterior mean topic-word distributions phi, float64 (K, V)."""
-        return ((self.nwk.T + self.beta) / (self.nk[:, None] + self.beta * self.n_words))
+        return ((self.word_topic().T + self.beta)
+                / (self.nk[:, None] + self.beta * self.n_words))
 
     def top_words(self, n=10, vocab=None):
         """The ``n`` most probable words of every topic (ids, or words with ``vocab``)."""
-        order = np.argsort(-self.nwk.T.astype(np.int64), axis=1, kind="stable")[:, :n]
+        order = np.argsort(-self.word_topic().T.astype(np.int64), axis=1, kind="stable")[:, :n]
         if vocab is None:
             return order.tolist()
         return [[vocab[i] for i in row] for row in order]
