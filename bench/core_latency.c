@@ -1,10 +1,10 @@
 /* Core-to-core round trip through one shared cache line, between two processes.
  *
  * On a virtual machine the host may place the two virtual CPUs on cores that
- * share a cache or on cores that do not, and move them while a job runs.  The
- * LDA shared layout hands count rows from one rank's cache to the other's
- * every phase, so its 2-rank speed follows this figure; run it next to a
- * benchmark to tell the two placements apart.
+ * share a cache or on cores that do not, and move them while a job runs.
+ * Processes that write to the same cache lines (false sharing included) slow
+ * down by about this ratio at the far placement; run it next to a benchmark
+ * to tell the two placements apart.
  *
  *   cc -O2 -o /tmp/core_latency bench/core_latency.c && /tmp/core_latency
  */
