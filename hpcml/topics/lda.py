@@ -11,7 +11,9 @@ as many blocks as ranks, of equal token counts
 ordered by block; a sweep has one phase per rank, and in phase p rank r
 resamples its tokens of block (r + p) mod P, so no two ranks touch the same
 count row or word-order entry at once (the partition scheme of Yan et al.
-2009, also tomotopy's).  Between
+2009, also tomotopy's); the model numbers the words block after block, so
+no cache line holds two blocks' entries either (:meth:`LDA.word_topic`
+gives the counts by input word id).  Between
 phases the ranks merge their changes to the topic totals (K integers, an
 allreduce), the only counts they keep apart.  Nothing else is copied or
 sent, and the result does not depend on timing.
