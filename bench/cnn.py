@@ -161,14 +161,22 @@ def worker_accuracy(args):
 
 
 # ----------------------------------------------------------------- driver
-def _mpiexec(ranks, argv, timeout=1200):
+def _mpiexec(ranks, *argvs, timeout=1200):
+    """Run this script under ``mpiexec -n ranks`` once per ``argv``, all at once;
+    returns the JSON report of each job (one report for one ``argv``)."""
     from hpcml.launch import mpiexec_path
 
-    cmd = [mpiexec_path(), "-n", str(ranks), sys.executable, os.path.abspath(__file__), *argv]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    cmds = [[mpiexec_path(), "-n", str(ranks), sys.executable, os.path.abspath(__file__), *a]
+            for a in argvs]
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for c in cmds]
+    reports = []
+    for cmd, proc in zip(cmds, procs):
+        out, err = proc.communicate(timeout=timeout)
+        if proc.returncode:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    return reports if len(reports) > 1 else reports[0]
 
 
 def _free_port():
@@ -185,22 +193,32 @@ def bench_throughput(args):
     models = args.models.split(",")
     print(f"\nTraining throughput, hpcml's trainer vs DDP (gloo): one job per (model, ranks, "
           f"repetition) runs an epoch of each in turn ({args.pairs} timed pairs after a warm-up "
-          f"pair), {args.repeats} repetitions, 1- and 2-rank jobs interleaved; one thread per "
+          f"pair), {args.repeats} repetitions, 1- and 2-rank jobs interleaved, then two 1-rank jobs "
+          f"at once; one thread per "
           f"rank; per-rank batch {args.local_batch}; {args.steps} steps per epoch; "
           f"bucket {args.bucket_mb:g} MiB")
     pairs = {(m, r): [] for m in models for r in (1, 2)}
+    # Two independent 1-rank jobs at once: what two ranks could reach on this
+    # machine if training cost nothing beyond its compute (samples/s each).
+    twins = {m: [] for m in models}
     loads = [_load()]
+
+    def argv(model):
+        return ["--worker", "pair", "--port", str(_free_port()), "--model", model,
+                "--local-batch", str(args.local_batch), "--steps", str(args.steps),
+                "--pairs", str(args.pairs), "--bucket-mb", str(args.bucket_mb)]
+
     for rep in range(args.repeats):
         for model in models:
             for ranks in ((1, 2) if rep % 2 == 0 else (2, 1)):
-                out = _mpiexec(ranks, ["--worker", "pair", "--port", str(_free_port()),
-                                       "--model", model, "--local-batch", str(args.local_batch),
-                                       "--steps", str(args.steps), "--pairs", str(args.pairs),
-                                       "--bucket-mb", str(args.bucket_mb)])
+                out = _mpiexec(ranks, argv(model))
                 n = out["n_samples"]
                 pairs[(model, ranks)] += [{k: (n / sec, 1e3 * cpu / n) for k, (sec, cpu) in p.items()}
                                           for p in out["pairs"]]
                 loads.append(_load())
+            for out in _mpiexec(1, argv(model), argv(model)):
+                twins[model].append(statistics.median(out["n_samples"] / p["hpcml"][0]
+                                                      for p in out["pairs"]))
     print(f"load average (1 min) sampled between jobs: median {statistics.median(loads):.1f}, "
           f"range {min(loads):.1f}-{max(loads):.1f}, on {os.cpu_count()} cores")
     print(f"{'model':<7} {'ranks':>5} {'hpcml':>8} {'DDP':>8}  {'hpcml/DDP':>9} {'quartiles':>11}  "
@@ -220,12 +238,16 @@ def bench_throughput(args):
     print("scaling efficiency 1->2 ranks (weak: per-rank batch fixed), from the medians:\n"
           "  wall = samples/s at 2 / (2 x samples/s at 1): capped by the cores the load leaves;\n"
           "  CPU = CPU ms/sample at 1 / CPU ms/sample at 2: the work that parallel training adds")
+    print("  two 1-rank jobs at once = their samples/s / (2 x samples/s at 1): what this "
+          "machine allows")
     for model in models:
         lo, hi = med[(model, 1)], med[(model, 2)]
         wall = {k: hi[k, 0] / (2 * lo[k, 0]) for k in ("hpcml", "ddp")}
         cpu = {k: lo[k, 1] / hi[k, 1] for k in ("hpcml", "ddp")}
+        alone = statistics.median(twins[model]) / lo["hpcml", 0]
         print(f"{model:<7} wall: hpcml {wall['hpcml']:.2f}, DDP {wall['ddp']:.2f}    "
-              f"CPU: hpcml {cpu['hpcml']:.2f}, DDP {cpu['ddp']:.2f}")
+              f"CPU: hpcml {cpu['hpcml']:.2f}, DDP {cpu['ddp']:.2f}    "
+              f"two 1-rank jobs at once: {alone:.2f}")
 
 
 def bench_voxelize(args):
