@@ -166,9 +166,10 @@ class SharedSum:
     Every rank writes its vector where the others can read it; to sum a
     slice, each rank adds up one P-th of it over all ranks (in rank order, so
     every rank gets the same bits) and writes the sum into every rank's
-    vector.  Each rank thus reads and writes the slice about twice, against
-    about five passes through shared-memory bounce buffers for a
-    message-passing allreduce (60 MB on two ranks here: MPICH 30 ms).  Only
+    vector, in one pass (:func:`hpcml.kernels.sum.sum_scaled`).  Each rank
+    thus reads and writes the slice once, against about five passes through
+    shared-memory bounce buffers for a message-passing allreduce (60 MB on
+    two ranks here: MPICH 30 ms).  Only
     for ranks on one node: :meth:`Comm.shares_node`.  Waits test and sleep,
     never spin, so a caller on a second thread leaves the core to compute.
 
@@ -191,7 +192,9 @@ class SharedSum:
         #: This rank's vector (writable; shared with the other ranks).
         self.local = self._views[self._node.Get_rank()]
         self._sync = comm.mpi.Dup()
-        self._tmp = np.empty(-(-int(n) // comm.size) if comm.size > 2 else 0, np.float32)
+        from hpcml.kernels.sum import sum_scaled  # numba: only for users of this class
+
+        self._sum_scaled = sum_scaled
         self._win.Lock_all()
 
     def _barrier(self):
@@ -203,23 +206,16 @@ class SharedSum:
             pause = min(2 * pause, self._PAUSE_MAX_S)
         self._win.Sync()
 
-    def sum(self, lo, hi):
-        """Replace ``local[lo:hi]`` on every rank by its sum over the ranks
-        (collective: every rank calls it for the same slices in the same order)."""
+    def sum(self, lo, hi, scale=1.0):
+        """Replace ``local[lo:hi]`` on every rank by its sum over the ranks,
+        times ``scale`` (collective: every rank calls it for the same slices
+        in the same order)."""
         comm = self._comm
         with comm._timed(4 * (hi - lo)):
             self._barrier()  # every rank's slice is written
             cuts = np.linspace(lo, hi, comm.size + 1).astype(np.int64)
             a, b = int(cuts[comm.rank]), int(cuts[comm.rank + 1])
-            # Ranks 0 and 1 sum into their own vector (read by nothing later
-            # in the sum), saving a pass; the others use a scratch buffer.
-            acc = self.local[a:b] if comm.rank < 2 else self._tmp[:b - a]
-            np.add(self._views[0][a:b], self._views[1][a:b], out=acc)
-            for view in self._views[2:]:
-                acc += view[a:b]
-            for view in self._views:
-                if view is not self.local or comm.rank >= 2:
-                    view[a:b] = acc
+            self._sum_scaled(self._views, a, b, scale)
             self._barrier()  # every part of the sum is written
 
     def free(self):

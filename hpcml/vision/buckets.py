@@ -14,8 +14,9 @@ predecessors), because every rank must start its collectives in the same order.
 
 When every rank runs on one node the buckets live in a shared-memory window
 and are summed there (:class:`hpcml.comm.SharedSum`): each rank reads and
-writes a bucket about twice instead of about five times for MPI's allreduce
-through its bounce buffers.  Across nodes they are allreduced by MPI.
+writes a bucket once instead of about five times for MPI's allreduce
+through its bounce buffers.  Across nodes they are allreduced by MPI.  The
+division by the number of ranks is folded into the sum.
 
 The communication thread waits by testing its request and sleeping in between
 (backing off from 20 µs to 0.5 ms), never by spinning inside MPI: on a machine
@@ -29,8 +30,8 @@ The thread is the only one in MPI between :meth:`~GradientBuckets.start` and
 
 :meth:`GradientBuckets.finish` hands over whatever backward did not (parameters
 that received no gradient contribute zeros, so a rank with an empty batch still
-takes part), waits for every bucket and writes the averages back into
-``param.grad``.
+takes part), waits for every bucket and points each ``param.grad`` at its
+average (on a GPU, copies it there).
 """
 
 from __future__ import annotations
@@ -73,10 +74,11 @@ def plan_buckets(sizes, bucket_bytes, first_bucket_bytes=FIRST_BUCKET_BYTES):
 class _Reducer(threading.Thread):
     """Sum buckets over the ranks, one at a time in submission order, off the main thread."""
 
-    def __init__(self, comm, shared):
+    def __init__(self, comm, shared, scale):
         super().__init__(name="hpcml-gradient-allreduce", daemon=True)
         self.comm = comm
         self.shared = shared
+        self.scale = scale
         self.jobs = queue.SimpleQueue()
         self.error = None
 
@@ -88,7 +90,7 @@ class _Reducer(threading.Thread):
             buf, lo, done = job
             try:
                 if self.error is None and self.shared is not None:
-                    self.shared.sum(lo, lo + buf.shape[0])
+                    self.shared.sum(lo, lo + buf.shape[0], scale=self.scale)
                 elif self.error is None:  # after a failure, only release the waiters
                     request = self.comm.iallreduce(buf, op="sum")
                     pause = _POLL_MIN_S
@@ -96,6 +98,8 @@ class _Reducer(threading.Thread):
                         time.sleep(pause)
                         pause = min(2 * pause, _POLL_MAX_S)
                     request.wait()
+                    if self.scale != 1.0:
+                        buf *= self.scale
             except BaseException as exc:  # re-raised on the main thread by finish()
                 self.error = exc
             done.set()
@@ -121,8 +125,16 @@ class GradientBuckets:
     and :meth:`remove` when done (it also stops the communication thread).
     With several ranks, construction and :meth:`remove` are collective (the
     shared-memory window is made and released together).
-    With ``comm.size == 1`` nothing is communicated and no thread is started,
-    but the gradients take the same way through the buckets.
+
+    On the CPU, :meth:`finish` makes each ``param.grad`` a view of its slot in
+    the bucket that holds the average (PyTorch DDP's
+    ``gradient_as_bucket_view``), which saves a pass over every gradient; the
+    next backward must then start from ``param.grad = None``
+    (``zero_grad(set_to_none=True)``, PyTorch's default), as the hooks copy
+    each fresh gradient into the bucket.  :meth:`remove` replaces the views by
+    copies.  With ``comm.size == 1`` there is nothing to average: no hooks, no
+    buckets, no thread; :meth:`finish` only gives a zero gradient to the
+    parameters that received none.
     """
 
     def __init__(self, model, comm, bucket_bytes=4 << 20, average=True,
@@ -135,15 +147,19 @@ class GradientBuckets:
                                f"thread level {comm.thread_level!r} forbids; initialise MPI "
                                f"with at least 'serialized' (mpi4py's default is 'multiple')")
         self.comm = comm
-        self.average = average
         params = [p for p in model.parameters() if p.requires_grad][::-1]
+        self._params = params
         self.buckets = [[params[i] for i in group] for group in
                         plan_buckets([p.numel() * 4 for p in params], bucket_bytes,
                                      first_bucket_bytes)]
+        self._active = False
+        self._handles, self._reducer, self._shared = [], None, None
+        if comm.size == 1:
+            return
         # All buckets side by side in one vector: in shared memory when the
         # ranks share a node.
         total = sum(p.numel() for p in params)
-        self._shared = SharedSum(comm, total) if comm.size > 1 and comm.shares_node() else None
+        self._shared = SharedSum(comm, total) if comm.shares_node() else None
         whole = self._shared.local if self._shared is not None else np.zeros(total, np.float32)
         whole[:] = 0.0
         self._slot = {}
@@ -158,15 +174,13 @@ class GradientBuckets:
             for p, lo, hi in zip(group, offsets[:-1], offsets[1:]):
                 self._slot[p] = (b, int(lo), int(hi))
         self._handles = [p.register_post_accumulate_grad_hook(self._on_grad) for p in params]
-        self._reducer = _Reducer(comm, self._shared) if comm.size > 1 else None
-        if self._reducer is not None:
-            self._reducer.start()
-        self._active = False
+        self._reducer = _Reducer(comm, self._shared, 1.0 / comm.size if average else 1.0)
+        self._reducer.start()
 
     @property
     def bucket_sizes(self):
         """Number of float32 elements per bucket, in launch order."""
-        return [len(b) for b in self._buffers]
+        return [sum(p.numel() for p in group) for group in self.buckets]
 
     def start(self):
         """Arm the hooks for one backward pass."""
@@ -187,11 +201,8 @@ class GradientBuckets:
 
     def _launch_ready(self):
         while self._next < len(self.buckets) and self._pending[self._next] == 0:
-            if self._reducer is None:
-                self._done[self._next].set()
-            else:
-                self._reducer.jobs.put((self._buffers[self._next], self._starts[self._next],
-                                        self._done[self._next]))
+            self._reducer.jobs.put((self._buffers[self._next], self._starts[self._next],
+                                    self._done[self._next]))
             self._next += 1
 
     def finish(self):
@@ -199,6 +210,11 @@ class GradientBuckets:
         if not self._active:
             raise RuntimeError("finish() called without start()")
         self._active = False
+        if self._reducer is None:  # one rank
+            for p in self._params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            return
         for b, group in enumerate(self.buckets):
             for p in group:
                 if p not in self._seen:  # no gradient this step: contribute zeros
@@ -207,28 +223,28 @@ class GradientBuckets:
                     self._seen.add(p)
                     self._pending[b] -= 1
         self._launch_ready()
-        scale = 1.0 / self.comm.size if self.average else 1.0
         for b, group in enumerate(self.buckets):
             t0 = time.perf_counter()
             self._done[b].wait()
             # Time the main thread spends here is communication that backward did not hide.
             self.comm.stats.comm_s += time.perf_counter() - t0
-            if self._reducer is not None and self._reducer.error is not None:
+            if self._reducer.error is not None:
                 raise self._reducer.error
             buf = self._buffers[b]
             for p in group:
                 _, lo, hi = self._slot[p]
-                flat = torch.from_numpy(buf[lo:hi]).view_as(p)
-                if p.grad is None:
-                    p.grad = torch.empty_like(p)
-                # Scaling while copying back: one pass over the bucket instead of two.
-                torch.mul(flat.to(p.grad.device), scale, out=p.grad)
+                average = torch.from_numpy(buf[lo:hi]).view_as(p)
+                p.grad = average if p.device.type == "cpu" else average.to(p.device)
 
     def remove(self):
         """Detach the hooks from the model and stop the communication thread."""
         for h in self._handles:
             h.remove()
+        self._handles = []
         if self._reducer is not None:
+            for p in self._params:  # the buckets' memory goes: keep the gradients
+                if p.grad is not None and p.device.type == "cpu":
+                    p.grad = p.grad.clone()
             self._reducer.jobs.put(None)
             # After an error in the middle of a step a bucket may wait forever for a peer
             # that is gone; the daemon thread (and the shared window, whose release is

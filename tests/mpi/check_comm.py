@@ -40,13 +40,16 @@ if p > 1:
     n = 1001
     shared = SharedSum(comm, n)
     vectors = np.random.default_rng(0).random((p, n)).astype(np.float32)
-    for step in range(2):  # the window is reused
+    for step in range(2):  # the window is reused; the second time with a scale
+        scale = 1.0 if step == 0 else 1.0 / p
         shared.local[:] = vectors[r] * (step + 1)
         for lo, hi in ((0, 7), (7, 500), (500, 1001)):
-            shared.sum(lo, hi)
+            shared.sum(lo, hi, scale=scale)
         expected = vectors[0] * (step + 1)
         for k in range(1, p):
             expected = expected + vectors[k] * (step + 1)
+        if step:
+            expected = expected * np.float32(scale)
         assert np.array_equal(shared.local, expected), np.abs(shared.local - expected).max()
     shared.free()
 
