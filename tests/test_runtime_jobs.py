@@ -1,3 +1,7 @@
+import os
+import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +70,34 @@ def test_every_shipped_job_spec_is_valid(name):
     root = build_parser()
     parsed = root.parse_args([*spec.workload, *jobs.to_argv(spec, jobs.resolve(spec, root))])
     assert parsed.command == spec.workload[0]
+
+
+_FAULTS = """
+import resource, sys
+import numpy as np
+from hpcml.runtime import keep_freed_memory
+applied = keep_freed_memory() if sys.argv[1] == "keep" else None
+np.ones(64 << 18, np.float32)  # a first 64 MiB block, freed
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    np.ones(64 << 18, np.float32)  # allocated, every page touched, freed
+print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_keep_freed_memory_ends_the_page_faults_of_a_reused_block():
+    def run(mode, **env):
+        out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True,
+                             text=True, check=True, env={**os.environ, **env}).stdout.split()
+        return out[0], int(out[1])
+
+    # At least a fault per 2 MiB (numpy asks for transparent huge pages) per block.
+    huge_pages = 5 * (64 >> 1)
+    applied, fresh = run("default")
+    assert applied == "None" and fresh >= huge_pages  # each block came fresh from the kernel
+    applied, kept = run("keep")
+    assert applied == "True" and kept < fresh / 10
+    # The user's own malloc settings win.
+    applied, faults = run("keep", MALLOC_TRIM_THRESHOLD_="131072")
+    assert applied == "False" and faults >= huge_pages

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from hpcml.errors import InputError
 from hpcml.partition import block_range
 from hpcml.progress import Progress
+from hpcml.runtime import keep_freed_memory
 from hpcml.vision.buckets import GradientBuckets
 from hpcml.vision.models import model_input_kind, orientation_pooled_scores
 from hpcml.vision.sampler import DistributedSampler
@@ -160,6 +161,12 @@ def train(model, arch, data, comm, config, checkpointer=None, device=None, show_
         dict described below), outside the epoch's timing; it may communicate,
         since every rank calls it at the same point.
 
+    Notes
+    -----
+    Sets this process's malloc to reuse freed memory
+    (:func:`hpcml.runtime.keep_freed_memory`): the steps then stop paying
+    for page faults, and the process keeps its peak memory until it exits.
+
     Returns
     -------
     dict
@@ -175,6 +182,7 @@ def train(model, arch, data, comm, config, checkpointer=None, device=None, show_
         The data do not suit the network, or the checkpoint was written for another one.
     """
     device = device or pick_device(comm.rank)
+    keep_freed_memory()
     model.to(device)
     if model_input_kind(model) != data.kind:
         raise InputError(f"{arch} takes {model_input_kind(model)} but the data hold {data.kind}",
