@@ -17,10 +17,12 @@ throughput
     CPU milliseconds per sample (all ranks), which the load barely moves, so
     its 1-rank/2-rank ratio shows the work that parallel training adds even
     when the wall-clock efficiency is capped by cores that other processes hold.
-    Two independent 1-rank jobs run at once give the same two ratios with no
-    communication at all: what the machine allows two ranks (they share
-    caches, memory bandwidth and whatever else runs), the mark to read
-    hpcml's scaling against.
+    The speed of this machine drifts by ±20% from minute to minute, which
+    moves ratios of separate jobs by as much; so hpcml's scaling is also
+    measured in one 2-rank job whose epochs alternate between 2 ranks, 1 rank
+    (the other core idle) and two independent 1-rank runs at once -- the
+    last is what the machine allows two ranks with no communication at all
+    (they share caches, memory bandwidth and whatever else runs).
 voxelize
     Meshes/s of hpcml's voxeliser against trimesh's ``voxelized`` (which
     subdivides triangles to the voxel pitch and marks the vertices) on the
@@ -126,6 +128,66 @@ def worker_pair(args):
         print(json.dumps({"n_samples": data.n_samples, "pairs": pairs[1:]}))
 
 
+def worker_scaling(args):
+    """1 -> 2 rank scaling of hpcml's trainer measured in paired epochs of one 2-rank job.
+
+    After each 2-rank epoch (the trainer's ``on_epoch`` callback), rank 0
+    trains a 1-rank replica for an epoch of the same per-rank work while
+    rank 1 waits asleep (one core busy, as in a 1-rank job), then both ranks
+    train their 1-rank replicas at once (two independent runs: what the
+    machine allows two ranks without any communication).  The three epochs
+    lie seconds apart, so the ratios hold even while the machine's speed
+    drifts from minute to minute, which ratios of separate jobs do not.
+    """
+    import torch
+
+    from hpcml.comm import Comm
+    from hpcml.vision.models import build_model
+    from hpcml.vision.trainer import TrainConfig, train
+
+    torch.set_num_threads(1)
+    comm, alone = Comm.world(), Comm.self_comm()
+    if comm.size != 2:
+        raise SystemExit("the scaling worker runs on 2 ranks")
+    shape = SHAPES[args.model]
+    joint_data = _random_set(args.local_batch * comm.size * args.steps, shape)
+    solo_data = _random_set(args.local_batch * args.steps, shape, seed=1 + comm.rank)
+    torch.manual_seed(0)
+    joint, solo = build_model(args.model, 10, shape), build_model(args.model, 10, shape)
+
+    def sleeping_barrier():
+        request = comm.mpi.Ibarrier()
+        while not request.Test():
+            time.sleep(1e-3)
+
+    def solo_epoch(epoch):
+        out = train(solo, args.model, solo_data, alone,
+                    TrainConfig(epochs=1, global_batch=args.local_batch, lr=0.01,
+                                bucket_mb=args.bucket_mb, seed=epoch),
+                    device=torch.device("cpu"))
+        return out["epochs"][0]["seconds"]
+
+    rows = []
+
+    def after_epoch(metrics):
+        row = {"joint": metrics["seconds"]}
+        sleeping_barrier()
+        if comm.rank == 0:
+            row["alone"] = solo_epoch(metrics["epoch"])
+        sleeping_barrier()
+        together = solo_epoch(metrics["epoch"])
+        row["together"] = comm.allreduce_scalar(together) / comm.size
+        sleeping_barrier()
+        rows.append(row)
+
+    train(joint, args.model, joint_data, comm,
+          TrainConfig(epochs=args.pairs + 1, global_batch=args.local_batch * comm.size, lr=0.01,
+                      bucket_mb=args.bucket_mb, seed=1),
+          device=torch.device("cpu"), on_epoch=after_epoch)
+    if comm.rank == 0:
+        print(json.dumps({"rows": rows[1:]}))  # the first epochs warm up
+
+
 def worker_accuracy(args):
     import torch
 
@@ -199,14 +261,12 @@ def bench_throughput(args):
     models = args.models.split(",")
     print(f"\nTraining throughput, hpcml's trainer vs DDP (gloo): one job per (model, ranks, "
           f"repetition) runs an epoch of each in turn ({args.pairs} timed pairs after a warm-up "
-          f"pair), {args.repeats} repetitions, 1- and 2-rank jobs interleaved, then two 1-rank jobs "
-          f"at once; one thread per "
+          f"pair), {args.repeats} repetitions, 1- and 2-rank jobs interleaved, then a 2-rank job "
+          f"of paired scaling epochs; one thread per "
           f"rank; per-rank batch {args.local_batch}; {args.steps} steps per epoch; "
           f"bucket {args.bucket_mb:g} MiB")
     pairs = {(m, r): [] for m in models for r in (1, 2)}
-    # Two independent 1-rank jobs at once: what two ranks could reach on this
-    # machine if training cost nothing beyond its compute (samples/s each).
-    twins = {m: [] for m in models}
+    scaling = {m: [] for m in models}  # paired epochs of worker_scaling
     loads = [_load()]
 
     def argv(model):
@@ -222,10 +282,7 @@ def bench_throughput(args):
                 pairs[(model, ranks)] += [{k: (n / sec, 1e3 * cpu / n) for k, (sec, cpu) in p.items()}
                                           for p in out["pairs"]]
                 loads.append(_load())
-            for out in _mpiexec(1, argv(model), argv(model)):
-                n = out["n_samples"]
-                twins[model] += [(n / p["hpcml"][0], 1e3 * p["hpcml"][1] / n)
-                                 for p in out["pairs"]]
+            scaling[model] += _mpiexec(2, ["--worker", "scaling"] + argv(model)[2:])["rows"]
     print(f"load average (1 min) sampled between jobs: median {statistics.median(loads):.1f}, "
           f"range {min(loads):.1f}-{max(loads):.1f}, on {os.cpu_count()} cores")
     print(f"{'model':<7} {'ranks':>5} {'hpcml':>8} {'DDP':>8}  {'hpcml/DDP':>9} {'quartiles':>11}  "
@@ -245,19 +302,20 @@ def bench_throughput(args):
     print("scaling efficiency 1->2 ranks (weak: per-rank batch fixed), from the medians:\n"
           "  wall = samples/s at 2 / (2 x samples/s at 1): capped by the cores the load leaves;\n"
           "  CPU = CPU ms/sample at 1 / CPU ms/sample at 2: the work that parallel training adds")
-    print("  two 1-rank jobs at once: the same two figures for hpcml with no communication,\n"
-          "  what this machine allows (shared caches and memory, the other core's load);\n"
-          "  of it = hpcml's wall efficiency / that of the two 1-rank jobs")
+    print("  paired: hpcml's wall efficiency from epochs seconds apart in one 2-rank job (1-rank\n"
+          "  epoch with the other core idle / 2-rank epoch), median and quartiles; beside it two\n"
+          "  independent 1-rank runs at once, what the machine allows with no communication")
     for model in models:
         lo, hi = med[(model, 1)], med[(model, 2)]
         wall = {k: hi[k, 0] / (2 * lo[k, 0]) for k in ("hpcml", "ddp")}
         cpu = {k: lo[k, 1] / hi[k, 1] for k in ("hpcml", "ddp")}
-        alone = {j: statistics.median(t[j] for t in twins[model]) for j in (0, 1)}
-        alone_wall, alone_cpu = alone[0] / lo["hpcml", 0], lo["hpcml", 1] / alone[1]
+        rows = scaling[model]
+        q1, q2, q3 = statistics.quantiles([r["alone"] / r["joint"] for r in rows], n=4)
+        c1, c2, c3 = statistics.quantiles([r["alone"] / r["together"] for r in rows], n=4)
         print(f"{model:<7} wall: hpcml {wall['hpcml']:.2f}, DDP {wall['ddp']:.2f}    "
               f"CPU: hpcml {cpu['hpcml']:.2f}, DDP {cpu['ddp']:.2f}    "
-              f"two 1-rank jobs at once: wall {alone_wall:.2f}, CPU {alone_cpu:.2f}; "
-              f"of it {wall['hpcml'] / alone_wall:.2f}")
+              f"paired: hpcml {q2:.2f} ({q1:.2f}-{q3:.2f}), two 1-rank runs at once "
+              f"{c2:.2f} ({c1:.2f}-{c3:.2f})")
 
 
 def bench_voxelize(args):
@@ -334,13 +392,15 @@ def main():
     parser.add_argument("--n-train", type=int, default=40)
     parser.add_argument("--n-test", type=int, default=10)
     parser.add_argument("--width", type=float, default=0.25, help="V-CNN width for accuracy")
-    parser.add_argument("--worker", choices=["pair", "accuracy"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["pair", "scaling", "accuracy"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--model", choices=sorted(SHAPES), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--plan", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        {"pair": worker_pair, "accuracy": worker_accuracy}[args.worker](args)
+        {"pair": worker_pair, "scaling": worker_scaling,
+         "accuracy": worker_accuracy}[args.worker](args)
         return
     sys.path.insert(0, HERE)
     if args.part in ("all", "voxelize"):
