@@ -51,6 +51,19 @@ def test_single_rank_buckets_give_the_plain_gradients():
     buckets.remove()
 
 
+def test_single_rank_gives_zeros_to_parameters_without_gradient():
+    torch.manual_seed(0)
+    used, unused = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    model = torch.nn.ModuleList([used, unused])
+    buckets = GradientBuckets(model, Comm.self_comm())
+    buckets.start()
+    used(torch.rand(4, 3)).sum().backward()
+    buckets.finish()
+    assert torch.count_nonzero(used.weight.grad) > 0
+    assert unused.weight.grad is not None and not unused.weight.grad.any()
+    buckets.remove()
+
+
 def test_refuses_a_thread_level_that_forbids_the_communication_thread():
     class Funneled:  # stands for a 2-rank communicator whose MPI was initialised "funneled"
         size, rank, thread_level = 2, 0, "funneled"
