@@ -269,8 +269,8 @@ def bench_throughput(args):
     scaling = {m: [] for m in models}  # paired epochs of worker_scaling
     loads = [_load()]
 
-    def argv(model):
-        return ["--worker", "pair", "--port", str(_free_port()), "--model", model,
+    def argv(model, worker="pair"):
+        return ["--worker", worker, "--port", str(_free_port()), "--model", model,
                 "--local-batch", str(args.local_batch), "--steps", str(args.steps),
                 "--pairs", str(args.pairs), "--bucket-mb", str(args.bucket_mb)]
 
@@ -282,7 +282,7 @@ def bench_throughput(args):
                 pairs[(model, ranks)] += [{k: (n / sec, 1e3 * cpu / n) for k, (sec, cpu) in p.items()}
                                           for p in out["pairs"]]
                 loads.append(_load())
-            scaling[model] += _mpiexec(2, ["--worker", "scaling"] + argv(model)[2:])["rows"]
+            scaling[model] += _mpiexec(2, argv(model, "scaling"))["rows"]
     print(f"load average (1 min) sampled between jobs: median {statistics.median(loads):.1f}, "
           f"range {min(loads):.1f}-{max(loads):.1f}, on {os.cpu_count()} cores")
     print(f"{'model':<7} {'ranks':>5} {'hpcml':>8} {'DDP':>8}  {'hpcml/DDP':>9} {'quartiles':>11}  "

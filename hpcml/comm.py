@@ -187,8 +187,8 @@ class SharedSum:
         self._comm = comm
         self._node = _node_comm(comm, "SharedSum")
         self._win = MPI.Win.Allocate_shared(max(int(n), 1) * 4, 4, comm=self._node)
-        self._views = [np.frombuffer(self._win.Shared_query(r)[0], np.float32, int(n))
-                       for r in range(comm.size)]
+        self._views = tuple(np.frombuffer(self._win.Shared_query(r)[0], np.float32, int(n))
+                            for r in range(comm.size))
         #: This rank's vector (writable; shared with the other ranks).
         self.local = self._views[self._node.Get_rank()]
         self._sync = comm.mpi.Dup()

@@ -58,7 +58,7 @@ def limit_threads(environ=os.environ):
 
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
-_MALLOC_VARIABLES = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_",
+MALLOC_VARIABLES = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_",
                      "MALLOC_TOP_PAD_", "LD_PRELOAD")
 
 
@@ -70,9 +70,9 @@ def keep_freed_memory(environ=os.environ):
     the kernel and unmaps them when they are freed, and gives the free top
     of its heap back, so every step pays tens of thousands of page faults
     and the zeroing of the pages: 46 of 331 ms (system time) of a V-CNN I
-    step at one rank on the CPU here.  Serving every block from the heap and never trimming it
-    removes them; the price is that the process keeps its peak memory until
-    it exits.  Does nothing when malloc is not glibc's or when the user set
+    step at one rank on the CPU here.  Serving every block from the heap and
+    never trimming it removes them; the price is that the process keeps its
+    peak memory until it exits.  Does nothing when malloc is not glibc's or when the user set
     malloc's variables (or preloads another allocator).
 
     Returns
@@ -80,7 +80,7 @@ def keep_freed_memory(environ=os.environ):
     bool
         Whether the setting was applied.
     """
-    if any(name in environ for name in _MALLOC_VARIABLES):
+    if any(name in environ for name in MALLOC_VARIABLES):
         return False
     import ctypes
     import ctypes.util

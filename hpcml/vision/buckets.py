@@ -242,9 +242,10 @@ class GradientBuckets:
             h.remove()
         self._handles = []
         if self._reducer is not None:
-            for p in self._params:  # the buckets' memory goes: keep the gradients
-                if p.grad is not None and p.device.type == "cpu":
-                    p.grad = p.grad.clone()
+            if self._shared is not None:  # the shared window goes: keep the gradients
+                for p in self._params:
+                    if p.grad is not None and p.device.type == "cpu":
+                        p.grad = p.grad.clone()
             self._reducer.jobs.put(None)
             # After an error in the middle of a step a bucket may wait forever for a peer
             # that is gone; the daemon thread (and the shared window, whose release is
