@@ -2,10 +2,12 @@
 
     python bench/cnn.py [--part all|throughput|voxelize|accuracy] [--models voxnet,vcnn1]
                         [--repeats 5] [--pairs 6] [--steps 3] [--local-batch 16]
+                        [--no-factored]
 
 throughput
     Training samples/s of VoxNet and V-CNN I at 1 and 2 ranks: hpcml's trainer
-    (bucketed allreduce from backward hooks over MPI) against PyTorch
+    (bucketed allreduce from backward hooks over MPI; factored gradients for
+    the large fully connected layers unless ``--no-factored``) against PyTorch
     DistributedDataParallel (gloo), same model, data, per-rank batch, bucket
     size and one thread per rank.  On a machine shared with other work the
     cores a job gets change from second to second, so each job runs both
@@ -121,7 +123,7 @@ def worker_pair(args):
     clock = [time.process_time()]
     train(ours, args.model, data, comm,
           TrainConfig(epochs=args.pairs + 1, global_batch=gb, lr=0.01, bucket_mb=args.bucket_mb,
-                      seed=1),
+                      factored=args.factored, seed=1),
           device=torch.device("cpu"), on_epoch=ddp_epoch)
     dist.destroy_process_group()
     if comm.rank == 0:
@@ -163,7 +165,7 @@ def worker_scaling(args):
     def solo_epoch(epoch):
         out = train(solo, args.model, solo_data, alone,
                     TrainConfig(epochs=1, global_batch=args.local_batch, lr=0.01,
-                                bucket_mb=args.bucket_mb, seed=epoch),
+                                bucket_mb=args.bucket_mb, factored=args.factored, seed=epoch),
                     device=torch.device("cpu"))
         return out["epochs"][0]["seconds"]
 
@@ -182,7 +184,7 @@ def worker_scaling(args):
 
     train(joint, args.model, joint_data, comm,
           TrainConfig(epochs=args.pairs + 1, global_batch=args.local_batch * comm.size, lr=0.01,
-                      bucket_mb=args.bucket_mb, seed=1),
+                      bucket_mb=args.bucket_mb, seed=1, factored=args.factored),
           device=torch.device("cpu"), on_epoch=after_epoch)
     if comm.rank == 0:
         print(json.dumps({"rows": rows[1:]}))  # the first epochs warm up
@@ -264,7 +266,8 @@ def bench_throughput(args):
           f"pair), {args.repeats} repetitions, 1- and 2-rank jobs interleaved, then a 2-rank job "
           f"of paired scaling epochs; one thread per "
           f"rank; per-rank batch {args.local_batch}; {args.steps} steps per epoch; "
-          f"bucket {args.bucket_mb:g} MiB")
+          f"bucket {args.bucket_mb:g} MiB; hpcml's factored gradients "
+          f"{'on' if args.factored else 'off'}")
     pairs = {(m, r): [] for m in models for r in (1, 2)}
     scaling = {m: [] for m in models}  # paired epochs of worker_scaling
     loads = [_load()]
@@ -272,7 +275,8 @@ def bench_throughput(args):
     def argv(model, worker="pair"):
         return ["--worker", worker, "--port", str(_free_port()), "--model", model,
                 "--local-batch", str(args.local_batch), "--steps", str(args.steps),
-                "--pairs", str(args.pairs), "--bucket-mb", str(args.bucket_mb)]
+                "--pairs", str(args.pairs), "--bucket-mb", str(args.bucket_mb),
+                "--factored" if args.factored else "--no-factored"]
 
     for rep in range(args.repeats):
         for model in models:
@@ -389,6 +393,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=8, help="V-CNN epochs for accuracy")
     parser.add_argument("--local-batch", type=int, default=16)
     parser.add_argument("--bucket-mb", type=float, default=4.0)
+    parser.add_argument("--factored", action=argparse.BooleanOptionalAction, default=True,
+                        help="hpcml's factored gradients for large fully connected layers")
     parser.add_argument("--n-train", type=int, default=40)
     parser.add_argument("--n-test", type=int, default=10)
     parser.add_argument("--width", type=float, default=0.25, help="V-CNN width for accuracy")

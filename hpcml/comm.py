@@ -99,6 +99,24 @@ class Request:
             warnings.warn("a non-blocking collective was never waited", ResourceWarning, stacklevel=1)
 
 
+_PAUSE_MIN_S, _PAUSE_MAX_S = 20e-6, 5e-4
+
+
+def wait_sleeping(done):
+    """Call ``done()`` (say an MPI request's ``Test``) until it returns True,
+    sleeping in between, from 20 µs doubling to 0.5 ms.
+
+    Never spins: on a machine with as many busy ranks as cores a spinning
+    wait takes the core from the computation of its own rank or of a peer,
+    whereas a handful of tests is all MPICH needs to move even a
+    multi-megabyte shared-memory collective along.
+    """
+    pause = _PAUSE_MIN_S
+    while not done():
+        time.sleep(pause)
+        pause = min(2 * pause, _PAUSE_MAX_S)
+
+
 def _node_comm(comm, who):
     """The shared-memory communicator of ``comm``'s ranks, which must all run
     on one node (:meth:`Comm.shares_node`); collective."""
@@ -181,8 +199,6 @@ class SharedSum:
         Length of each rank's vector (:attr:`local`).
     """
 
-    _PAUSE_MIN_S, _PAUSE_MAX_S = 20e-6, 5e-4
-
     def __init__(self, comm, n):
         self._comm = comm
         self._node = _node_comm(comm, "SharedSum")
@@ -197,14 +213,16 @@ class SharedSum:
         self._sum_scaled = sum_scaled
         self._win.Lock_all()
 
-    def _barrier(self):
-        self._win.Sync()
-        request = self._sync.Ibarrier()
-        pause = self._PAUSE_MIN_S
-        while not request.Test():
-            time.sleep(pause)
-            pause = min(2 * pause, self._PAUSE_MAX_S)
-        self._win.Sync()
+    def barrier(self, *others):
+        """Wait for every rank (sleeping, :func:`wait_sleeping`); afterwards each
+        sees the others' writes to this window and to the :class:`SharedArray`
+        ``others`` (collective)."""
+        windows = (self._win,) + tuple(a._win for a in others)
+        for win in windows:
+            win.Sync()
+        wait_sleeping(self._sync.Ibarrier().Test)
+        for win in windows:
+            win.Sync()
 
     def sum(self, lo, hi, scale=1.0):
         """Replace ``local[lo:hi]`` on every rank by its sum over the ranks,
@@ -212,11 +230,11 @@ class SharedSum:
         in the same order)."""
         comm = self._comm
         with comm._timed(4 * (hi - lo)):
-            self._barrier()  # every rank's slice is written
+            self.barrier()  # every rank's slice is written
             cuts = np.linspace(lo, hi, comm.size + 1).astype(np.int64)
             a, b = int(cuts[comm.rank]), int(cuts[comm.rank + 1])
             self._sum_scaled(self._views, a, b, scale)
-            self._barrier()  # every part of the sum is written
+            self.barrier()  # every part of the sum is written
 
     def free(self):
         """Release the window (collective)."""

@@ -15,6 +15,7 @@ fusion weights on the validation scores and reports test accuracy.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -98,6 +99,10 @@ def register(subparsers, common):
     train.add_argument("--gamma", type=_positive(float), default=0.1, help="learning-rate drop factor")
     train.add_argument("--bucket-mb", type=_positive(float), default=4.0,
                        help="gradient bucket size in MiB")
+    train.add_argument("--factored-gradients", action=argparse.BooleanOptionalAction,
+                       default=True,
+                       help="ranks on one node exchange the inputs and output gradients of "
+                            "large fully connected layers instead of their weight gradients")
     train.add_argument("--val-fraction", type=float, default=0.0,
                        help="fraction of training objects held out for choosing fusion weights")
     add_arguments(train)
@@ -196,7 +201,8 @@ def run_train(args, comm):
         config = TrainConfig(epochs=args.epochs, global_batch=args.batch, lr=args.lr,
                              momentum=args.momentum, weight_decay=args.weight_decay,
                              schedule=args.schedule, step_epochs=args.step_epochs,
-                             gamma=args.gamma, bucket_mb=args.bucket_mb, seed=args.seed)
+                             gamma=args.gamma, bucket_mb=args.bucket_mb,
+                             factored=args.factored_gradients, seed=args.seed)
     except ValueError as exc:
         raise InputError(f"cnn train: {exc}", collective=True) from None
     full = load_split(args.data, "train", comm)

@@ -53,6 +53,9 @@ class TrainConfig:
     step_epochs: int = 10
     gamma: float = 0.1
     bucket_mb: float = 4.0
+    #: Factored gradients for the large fully connected layers
+    #: (:class:`~hpcml.vision.buckets.GradientBuckets`, ``factor_rows``).
+    factored: bool = True
     seed: int = 0
     eval_batch: int = 64
 
@@ -205,7 +208,9 @@ def train(model, arch, data, comm, config, checkpointer=None, device=None, show_
             global_step = int(ckpt.iteration)
             if start_step >= n_steps:
                 start_epoch, start_step = start_epoch + 1, 0
-    buckets = GradientBuckets(model, comm, bucket_bytes=int(config.bucket_mb * (1 << 20)))
+    buckets = GradientBuckets(model, comm, bucket_bytes=int(config.bucket_mb * (1 << 20)),
+                              factor_rows=-(-config.global_batch // comm.size)
+                              if config.factored else 0)
     history, epochs, steps_here = [], [], 0
     try:
         for epoch in range(start_epoch, config.epochs):

@@ -4,7 +4,9 @@ Each rank back-propagates its own batch twice: once plainly (the reference
 gradients, gathered from every rank and averaged with numpy) and once with
 the hooks of GradientBuckets armed.  Buckets are tiny so that the model
 spreads over many of them; the last rank gets an empty batch on purpose and
-contributes zeros.
+contributes zeros.  Then the same with the head's first fully connected layer
+factored (its weight gradient formed from every rank's factors), and the
+error for more rows than the factors have room for.
 """
 
 import sys
@@ -36,6 +38,15 @@ def local_grads():
             for p in params]
 
 
+def averaged_grads(buckets):
+    model.zero_grad(set_to_none=True)
+    buckets.start()
+    if n_local:
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    buckets.finish()
+    return np.concatenate([p.grad.numpy().ravel() for p in params])
+
+
 mine = local_grads()
 flat = np.concatenate([g.ravel() for g in mine])[None, :]
 every = comm.allgatherv(flat)
@@ -53,12 +64,7 @@ for b, (group, size) in enumerate(zip(buckets.buckets, buckets.bucket_sizes)):
 order = [p for group in buckets.buckets for p in group]
 assert [id(p) for p in order] == [id(p) for p in reversed(params)]
 for _ in range(2):  # twice: the buffers are reused between steps
-    model.zero_grad(set_to_none=True)
-    buckets.start()
-    if n_local:
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-    buckets.finish()
-    got = np.concatenate([p.grad.numpy().ravel() for p in params])
+    got = averaged_grads(buckets)
     if comm.size <= 2:
         # (a + b) / 2 and a / 1 are exact in float32 whatever the order.
         assert np.array_equal(got, expected), np.abs(got - expected).max()
@@ -68,6 +74,40 @@ buckets.remove()
 # The gradients outlive the buckets' shared memory (views are replaced by copies).
 after = np.concatenate([p.grad.numpy().ravel() for p in params])
 assert np.array_equal(after, got)
+
+# Factored: Linear(22, 102) has 2244 weights, more than 3 ranks' factors of 4
+# rows (3 * 4 * 124); Linear(102, 3) has fewer.
+fc = model.head[1]
+buckets = GradientBuckets(model, comm, bucket_bytes=2048, first_bucket_bytes=512, factor_rows=4)
+assert buckets.factored == ([fc] if comm.size > 1 else []), buckets.factored
+bucketed = [p for group in buckets.buckets for p in group]
+assert [id(p) for p in bucketed] == [id(p) for p in reversed(params) if p is not fc.weight
+                                     or comm.size == 1]
+is_fc = np.concatenate([np.full(p.numel(), p is fc.weight) for p in params])
+for _ in range(2):
+    got = averaged_grads(buckets)
+    np.testing.assert_allclose(got[is_fc], expected[is_fc], rtol=1e-5, atol=1e-7)
+    if comm.size <= 2:
+        assert np.array_equal(got[~is_fc], expected[~is_fc])
+# Every rank holds the same bits of the factored gradient.
+fc_grad = fc.weight.grad.numpy().ravel().copy()
+assert np.array_equal(comm.allreduce(fc_grad.copy(), "max"), comm.allreduce(fc_grad.copy(), "min"))
+# Outside start()/finish() the layer computes its own gradient, as usual.
+assert np.array_equal(np.concatenate([g.ravel() for g in local_grads()]), flat[0])
+if comm.size > 1:
+    # More rows than the factors hold: a clear error from backward, on every rank.
+    big = torch.rand((5, 1, 13, 13, 13))
+    buckets.start()
+    try:
+        torch.nn.functional.cross_entropy(model(big), torch.zeros(5, dtype=torch.long)).backward()
+        raise AssertionError("5 rows with factor_rows=4 went through")
+    except ValueError as exc:
+        assert "5 rows reached" in str(exc) and "factor_rows=4" in str(exc), exc
+    buckets.finish()  # the others' products still need this rank's (empty) factors
+fc_grad = fc.weight.grad.numpy().copy()
+buckets.remove()
+assert "forward" not in vars(fc)
+assert np.array_equal(fc.weight.grad.numpy(), fc_grad)  # kept when the window went
 if comm.rank == 0:
     print("ok", len(buckets.bucket_sizes), "buckets")
 sys.exit(0)
