@@ -133,6 +133,10 @@ def _option_words(path, key, value, action):
         if not isinstance(value, bool):
             raise InputError(f"{path}: parameter {key!r} must be true or false, got {value!r}")
         return [flag] if value != action.default else []
+    if isinstance(action, argparse.BooleanOptionalAction):  # --x / --no-x
+        if not isinstance(value, bool):
+            raise InputError(f"{path}: parameter {key!r} must be true or false, got {value!r}")
+        return [action.option_strings[0 if value else 1]]
     if isinstance(value, bool):
         raise InputError(f"{path}: parameter {key!r} takes a value, not {value!r}")
     if isinstance(value, dict):

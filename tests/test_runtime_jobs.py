@@ -40,6 +40,20 @@ def test_job_spec_sections_and_overrides(tmp_path):
     assert spec.resources == {"ranks": 4}
 
 
+def test_job_spec_switches_both_ways(tmp_path):
+    from hpcml.cli import build_parser
+
+    path = tmp_path / "job.toml"
+    path.write_text('workload = "cnn train"\n[params]\nfactored_gradients = false\n')
+    root = build_parser()
+    train = jobs.resolve(jobs.load(path), root)
+    assert jobs.to_argv(jobs.load(path), train) == ["--no-factored-gradients"]
+    assert jobs.to_argv(jobs.load(path, ["factored_gradients=true"]), train) == \
+        ["--factored-gradients"]
+    with pytest.raises(InputError, match="must be true or false"):
+        jobs.to_argv(jobs.load(path, ["factored_gradients=1"]), train)
+
+
 @pytest.mark.parametrize("override,message", [("k", "expected KEY=VALUE"),
                                               ("bogus.k=1", "unknown section"),
                                               ("checkpoint.often=1", "unknown key 'often'")])
