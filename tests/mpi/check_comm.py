@@ -86,8 +86,9 @@ else:
     raise AssertionError("guard did not raise")
 
 report = comm.timing_report()
-for key in ("compute_s", "comm_s", "io_s", "bytes", "wall_s"):
+for key in ("compute_s", "comm_s", "compute_comm_s", "io_s", "bytes", "wall_s"):
     assert report[key]["min"] <= report[key]["median"] <= report[key]["max"]
 assert report["bytes"]["min"] > 0 if p > 1 else True
 mine = comm.timings()
+assert abs(mine["compute_comm_s"] - (mine["wall_s"] - mine["io_s"])) < 1e-6
 assert abs(mine["compute_s"] + mine["comm_s"] + mine["io_s"] - mine["wall_s"]) < 1e-6 or mine["compute_s"] == 0
