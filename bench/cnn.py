@@ -143,7 +143,7 @@ def worker_scaling(args):
     """
     import torch
 
-    from hpcml.comm import Comm
+    from hpcml.comm import Comm, wait_sleeping
     from hpcml.vision.models import build_model
     from hpcml.vision.trainer import TrainConfig, train
 
@@ -158,9 +158,7 @@ def worker_scaling(args):
     joint, solo = build_model(args.model, 10, shape), build_model(args.model, 10, shape)
 
     def sleeping_barrier():
-        request = comm.mpi.Ibarrier()
-        while not request.Test():
-            time.sleep(1e-3)
+        wait_sleeping(comm.mpi.Ibarrier().Test)
 
     def solo_epoch(epoch):
         out = train(solo, args.model, solo_data, alone,

@@ -220,12 +220,12 @@ class SharedSum:
         """Wait for every rank (sleeping, :func:`wait_sleeping`); afterwards each
         sees the others' writes to this window and to the :class:`SharedArray`
         ``others`` (collective)."""
-        windows = (self._win,) + tuple(a._win for a in others)
-        for win in windows:
-            win.Sync()
+        syncs = (self._win.Sync,) + tuple(a.sync for a in others)
+        for sync in syncs:
+            sync()
         wait_sleeping(self._sync.Ibarrier().Test)
-        for win in windows:
-            win.Sync()
+        for sync in syncs:
+            sync()
 
     def sum(self, lo, hi, scale=1.0):
         """Replace ``local[lo:hi]`` on every rank by its sum over the ranks,
