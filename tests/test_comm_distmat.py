@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from conftest import RANKS, mpi_script
 from hpcml.io.hdf5 import write_matrix
 
-pytestmark = pytest.mark.mpi
+pytestmark = [pytest.mark.mpi, pytest.mark.numerics]
 
 
 @pytest.mark.parametrize("ranks", RANKS)

@@ -4,6 +4,8 @@ import scipy.sparse as sp
 
 from hpcml.kernels.normal import normal_product
 
+pytestmark = pytest.mark.numerics
+
 
 def reference_normal_product(rows, V):
     """Plain-Python AᵀAV over a list of (columns, values) rows."""

@@ -11,7 +11,7 @@ from conftest import RANKS, hpcml, mpi_script
 from hpcml.io.hdf5 import write_matrix
 from hpcml.synthetic import dense_with_spectrum
 
-pytestmark = pytest.mark.mpi
+pytestmark = [pytest.mark.mpi, pytest.mark.numerics]
 
 
 @pytest.mark.parametrize("ranks", RANKS)
