@@ -1,16 +1,15 @@
 """The row-sharded matrix: the one distributed matrix type of hpcml.
 
 Each rank holds a contiguous block of rows (dense numpy or scipy CSR); the
-matrix never moves, vectors do.  Products with a replicated vector give a
-sharded result with no communication; products with the transpose give a
-replicated result after one allreduce of an ``n``-vector.
+matrix never moves, vectors do.  This is the data container (block, shape,
+communicator, column statistics, checks, gathering); products with it are
+those of the operator that wraps it, :class:`hpcml.operator.MatrixOperator`.
 """
 
 import numpy as np
 import scipy.sparse as sp
 
 from hpcml.errors import InputError
-from hpcml.kernels.normal import normal_product
 from hpcml.partition import block_range
 
 FLOAT_TYPES = (np.float32, np.float64)
@@ -91,45 +90,6 @@ class DistMatrix:
         """The same matrix with its local block converted to ``dtype`` (collective)."""
         return DistMatrix(self.local.astype(dtype), self.comm)
 
-    # -- products ---------------------------------------------------------------
-
-    def _check_rows(self, V, name):
-        if V.shape[0] != self.shape[1]:
-            raise ValueError(f"{name} has {V.shape[0]} rows, matrix has {self.shape[1]} columns")
-
-    def matvec(self, x):
-        """``A x`` for a replicated ``x`` of length ``n``; returns the local rows of the result."""
-        self._check_rows(x, "x")
-        return np.asarray(self.local @ x)
-
-    def matmat(self, X):
-        """``A X`` for a replicated ``(n, k)`` block; returns the local rows."""
-        self._check_rows(X, "X")
-        return np.asarray(self.local @ X)
-
-    def rmatvec(self, y):
-        """``Aᵀ y`` for a sharded ``y`` (this rank's rows); replicated result, one allreduce."""
-        if y.shape[0] != self.local_rows:
-            raise ValueError(f"y has {y.shape[0]} rows, this rank holds {self.local_rows}")
-        out = np.ascontiguousarray(self.local.T @ y, dtype=np.result_type(self.dtype, y.dtype))
-        return self.comm.allreduce(out)
-
-    rmatmat = rmatvec
-
-    def gram(self):
-        """``AᵀA`` (``n × n``, replicated) with one allreduce."""
-        g = self.local.T @ self.local
-        g = g.toarray() if sp.issparse(g) else g
-        return self.comm.allreduce(np.ascontiguousarray(g))
-
-    def normal_matvec(self, v):
-        """``AᵀA v`` reading the local block once (fused kernel), one allreduce.
-
-        ``v`` may be a vector ``(n,)`` or a block ``(n, k)``.
-        """
-        self._check_rows(v, "v")
-        return self.comm.allreduce(normal_product(self.local, v))
-
     # -- column statistics --------------------------------------------------------
 
     def _column_sums(self, power):
@@ -150,6 +110,22 @@ class DistMatrix:
     def col_norms(self):
         """Euclidean norm of each column (float64, replicated); CSR stays sparse."""
         return np.sqrt(self._column_sums(2))
+
+    # -- row scaling -----------------------------------------------------------
+
+    def row_norms(self):
+        """Euclidean norm of each of this rank's rows (no communication)."""
+        local = self.local
+        if self.issparse:
+            return np.sqrt(np.asarray(local.multiply(local).sum(axis=1)).ravel())
+        return np.linalg.norm(local, axis=1)
+
+    def scale_rows(self, scale):
+        """The float64 matrix ``diag(scale) A`` for this rank's ``scale`` (collective); CSR stays sparse."""
+        local = self.local
+        if self.issparse:
+            return DistMatrix(sp.csr_matrix(sp.diags(scale) @ local), self.comm)
+        return DistMatrix((local * scale[:, None]).astype(np.float64), self.comm)
 
     # -- checks and gathering -----------------------------------------------------
 

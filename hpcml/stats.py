@@ -14,7 +14,9 @@ from hpcml.checkpoint import Checkpointer, add_arguments
 from hpcml.errors import InputError
 from hpcml.io import read_matrix
 from hpcml.io.hdf5 import write_output
+from hpcml.operator import MatrixOperator, Normal, power_iteration
 from hpcml.progress import Progress
+from hpcml.space import Space
 
 log = logging.getLogger("hpcml")
 
@@ -53,18 +55,12 @@ def spectral_norm(A, checkpointer, max_iter=200, tol=1e-10, seed=0):
         log.info("resuming power iteration after iteration %d", start)
     progress = Progress(max_iter, A.comm, "power iteration")
     converged = tol > 0 and len(history) >= 2 and abs(history[-1] - history[-2]) <= tol * history[-1]
+    steps = power_iteration(Normal(MatrixOperator(A)).matvec, v, Space(A.comm, sharded=False))
     for it in range(start + 1, max_iter + 1):
         if converged:
             break
-        w = A.normal_matvec(v)
-        lam = float(v @ w)
-        norm = float(np.linalg.norm(w))
-        if norm == 0.0:
-            history.append(0.0)
-            converged = True
-            break
-        v = w / norm
-        converged = tol > 0 and bool(history) and abs(lam - history[-1]) <= tol * lam
+        lam, growth, v = next(steps)
+        converged = growth == 0.0 or (tol > 0 and bool(history) and abs(lam - history[-1]) <= tol * lam)
         history.append(lam)
         progress.update(it, sigma=float(np.sqrt(lam)))
         state = {"replicated": {"v": v, "history": np.array(history)}}

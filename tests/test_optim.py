@@ -5,17 +5,17 @@ import pytest
 import scipy.sparse as sp
 from scipy.optimize import linprog, nnls
 
+from hpcml import operator as L
 from hpcml.comm import Comm
 from hpcml.distmat import DistMatrix
 from hpcml.errors import InputError
 from hpcml.io.mps import read_mps, write_mps
-from hpcml.optim import linop as L
 from hpcml.optim import problems
 from hpcml.optim import prox as P
 from hpcml.optim import smooth as S
 from hpcml.optim.algorithms import METHODS, minimize
-from hpcml.optim.space import Space
 from hpcml.optim.synthetic import lasso_problem, random_lp, tfocs_lp
+from hpcml.space import Space
 from lp_models import CLASSIC, INFEASIBLE, UNBOUNDED, fixed_format
 
 pytestmark = pytest.mark.numerics
@@ -40,24 +40,27 @@ def test_adjoint_test_passes_for_every_operator():
     rng = np.random.default_rng(0)
     dense = dist(rng.standard_normal((23, 7)))
     csr = dist(sp.random(19, 7, density=0.3, format="csr", rng=rng))
-    ops = [L.MatrixOp(dense), L.MatrixOp(csr), L.MatrixOp(dense).T, L.Scaled(L.MatrixOp(csr), -2.5),
-           L.Stacked([L.MatrixOp(dense), L.MatrixOp(csr)]), L.Stacked([L.MatrixOp(csr)]).T,
-           L.Scaled(L.Stacked([L.MatrixOp(dense), L.MatrixOp(csr)]).T, -1.0),
-           L.NormalOp(dense), L.Identity(REPLICATED, 7)]
+    M = L.MatrixOperator
+    ops = [M(dense), M(csr), M(dense).H, L.Scaled(M(csr), -2.5),
+           L.Stacked([M(dense), M(csr)]), L.Stacked([M(csr)]).H,
+           L.Scaled(L.Stacked([M(dense), M(csr)]).H, -1.0),
+           L.Normal(M(dense)), L.Identity(REPLICATED, 7),
+           L.Centred(dense), L.Centred(csr).H, L.Normal(L.Centred(csr)),
+           L.Stacked([L.Centred(dense), M(csr)])]
     for op in ops:
         assert L.adjoint_test(op) <= ADJOINT_TOL, op
 
 
 def test_adjoint_test_catches_a_wrong_adjoint():
-    op = L.MatrixOp(dist(np.random.default_rng(1).standard_normal((9, 4))))
-    op.adjoint = lambda y: 1.001 * L.MatrixOp.adjoint(op, y)
+    op = L.MatrixOperator(dist(np.random.default_rng(1).standard_normal((9, 4))))
+    op.rmatvec = lambda y: 1.001 * L.MatrixOperator.rmatvec(op, y)
     assert L.adjoint_test(op) > 1e-4
 
 
 def test_norm_estimate_is_the_largest_singular_value():
     A = np.random.default_rng(2).standard_normal((40, 9))
     sigma = np.linalg.svd(A, compute_uv=False)[0]
-    assert abs(L.MatrixOp(dist(A)).norm_estimate(iterations=300) - sigma) <= 1e-5 * sigma
+    assert abs(L.MatrixOperator(dist(A)).norm_estimate(iterations=300) - sigma) <= 1e-5 * sigma
 
 
 # -- proxes --------------------------------------------------------------------------
@@ -194,7 +197,7 @@ def test_iteration_limit_is_reported_honestly(lasso_data):
 
 def test_history_and_restart(lasso_data):
     A, b = lasso_data
-    op = L.MatrixOp(dist(A))
+    op = L.MatrixOperator(dist(A))
     result = minimize(S.Quadratic(), op, P.l1(1.0), offset=-b, tol=1e-12, max_iter=2000)
     hist = result.history
     assert len(hist["objective"]) == result.iterations == len(hist["L"]) == len(hist["step"])

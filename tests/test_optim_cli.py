@@ -10,7 +10,8 @@ import pytest
 from conftest import hpcml, mpi_script
 from hpcml.comm import Comm
 from hpcml.io import read_matrix
-from hpcml.optim import linop, prox, smooth
+from hpcml.operator import MatrixOperator
+from hpcml.optim import prox, smooth
 from hpcml.optim.algorithms import minimize
 from lp_models import CLASSIC, INFEASIBLE
 
@@ -105,7 +106,7 @@ def test_solve_composes_named_pieces(tmp_path):
                         "--tol", 1e-12, "--json", "--output", tmp_path / "x.h5"))
     from hpcml.distmat import DistMatrix
     comm = Comm.self_comm()
-    ref = minimize(smooth.Huber(0.5), linop.MatrixOp(DistMatrix(A, comm)), prox.l1(2.0), offset=-b,
+    ref = minimize(smooth.Huber(0.5), MatrixOperator(DistMatrix(A, comm)), prox.l1(2.0), offset=-b,
                    tol=1e-12)
     assert got["status"] == "converged"
     assert abs(got["objective"] - ref.objective) <= 1e-10 * ref.objective

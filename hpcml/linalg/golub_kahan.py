@@ -59,7 +59,8 @@ def golub_kahan(op, k, tol, max_iter, seed, ncv=None):
 
     Parameters
     ----------
-    op : hpcml.linalg.operator.RowOperator
+    op : hpcml.operator.MatrixOperator
+        ``A`` or the centred ``A − 1μᵀ`` (:class:`~hpcml.operator.Centred`).
     k : int
     tol : float
         A triplet has converged when its residual ``‖Aᵀu − σv‖`` is at most

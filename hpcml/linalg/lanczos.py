@@ -56,7 +56,8 @@ def lanczos(op, k, tol, max_iter, seed, ncv=None):
 
     Parameters
     ----------
-    op : hpcml.linalg.operator.RowOperator
+    op : hpcml.operator.MatrixOperator
+        ``A`` or the centred ``A − 1μᵀ`` (:class:`~hpcml.operator.Centred`).
     k : int
     tol : float
         ARPACK's relative tolerance on the eigenvalues of ``AᵀA``.

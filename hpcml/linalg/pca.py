@@ -3,7 +3,7 @@
 The estimators take the communicator as an argument and each rank passes
 its own rows (a numpy array, a scipy sparse matrix or a
 :class:`~hpcml.distmat.DistMatrix`).  PCA centres through the operator
-(:mod:`hpcml.linalg.operator`), so sparse input is never densified, and
+(:class:`hpcml.operator.Centred`), so sparse input is never densified, and
 reports explained variance as a share of the **total** variance
 ``‖A − 1μᵀ‖_F² / (m − 1)`` — not of the top ``k`` only, as Spark MLlib's
 ``computePrincipalComponentsAndExplainedVariance`` does.
@@ -15,8 +15,8 @@ import numpy as np
 
 from hpcml.distmat import DistMatrix
 from hpcml.errors import InputError
-from hpcml.linalg.operator import RowOperator
 from hpcml.linalg.svd import choose_method, svd
+from hpcml.operator import Centred, MatrixOperator
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class TruncatedSVD(_Base):
         # Variance of the columns of X V without forming X V: its column sums are (Σ rows)·V.
         col_sums = A.col_means() * m
         explained = result.s ** 2 / m - (col_sums @ result.V / m) ** 2
-        total = (RowOperator(A).frobenius_sq() - float(col_sums @ col_sums) / m) / m
+        total = (MatrixOperator(A).frobenius_sq() - float(col_sums @ col_sums) / m) / m
         self.explained_variance_ = explained
         self.explained_variance_ratio_ = explained / total if total > 0 else np.zeros_like(explained)
         return result
@@ -142,7 +142,7 @@ class TruncatedSVD(_Base):
         """This rank's rows of ``X V`` (no communication)."""
         A = _as_distmat(X, self.comm)
         self._check_fitted(A)
-        return np.asarray(A.local @ self.components_.T.astype(A.dtype), dtype=np.float64)
+        return MatrixOperator(A, A.dtype).matmat(self.components_.T)
 
 
 class PCA(_Base):
@@ -183,7 +183,7 @@ class PCA(_Base):
             raise InputError(f"PCA needs at least 2 rows, got {m}", collective=True)
         self.mean_ = A.col_means()
         result = self._decompose(A, self.mean_)
-        total = RowOperator(A, self.mean_).frobenius_sq() / (m - 1)
+        total = Centred(A, self.mean_).frobenius_sq() / (m - 1)
         self.explained_variance_ = result.s ** 2 / (m - 1)
         self.explained_variance_ratio_ = self.explained_variance_ / total if total > 0 else \
             np.zeros_like(self.explained_variance_)
@@ -200,5 +200,4 @@ class PCA(_Base):
         """This rank's rows of ``(X − μ) V`` (whitened if asked); no communication, sparse stays sparse."""
         A = _as_distmat(X, self.comm)
         self._check_fitted(A)
-        Y = np.asarray(A.local @ self.components_.T.astype(A.dtype), dtype=np.float64)
-        return self._scale(Y - self.mean_ @ self.components_.T)
+        return self._scale(Centred(A, self.mean_, A.dtype).matmat(self.components_.T))

@@ -23,7 +23,8 @@ def randomized(op, k, tol, max_iter, seed, oversampling=10, power_iterations=Non
 
     Parameters
     ----------
-    op : hpcml.linalg.operator.RowOperator
+    op : hpcml.operator.MatrixOperator
+        ``A`` or the centred ``A − 1μᵀ`` (:class:`~hpcml.operator.Centred`).
     k : int
     tol : float
         Stop when each of the top ``k`` Ritz pairs of ``AᵀA`` has

@@ -2,13 +2,13 @@
 
 A problem is ``minimise f(L x + b) + h(x)``: a smooth function ``f``
 (:mod:`~hpcml.optim.smooth`), a linear operator ``L`` with its adjoint
-(:mod:`~hpcml.optim.linop`), a prox-capable function ``h``
+(:mod:`hpcml.operator`), a prox-capable function ``h``
 (:mod:`~hpcml.optim.prox`) and an accelerated first-order method
 (:mod:`~hpcml.optim.algorithms`).  Problems with affine constraints go
 through the smoothed conic dual (:mod:`~hpcml.optim.scd`); ready-made
 front-ends (LASSO, LP, ...) live in :mod:`~hpcml.optim.problems`.
 
-Vectors live in a :class:`~hpcml.optim.space.Space`: replicated (every rank
+Vectors live in a :class:`~hpcml.space.Space`: replicated (every rank
 holds all of it, like ``x`` of a row-sharded least-squares problem) or
 sharded (each rank holds its rows, like ``A x``).  Scalars computed from
 sharded vectors are summed over the ranks through the communicator, so

@@ -25,7 +25,9 @@ import time
 
 import numpy as np
 
+from hpcml.comm import Comm
 from hpcml.errors import InputError
+from hpcml.space import Space
 
 METHODS = ("AT", "N83", "GRA", "LLM")
 #: Below this size, relative to ``f``, the second-order term
@@ -68,30 +70,27 @@ class Result:
 
 
 class _Scalars:
-    """Partial sums of a batch of scalars, reduced together (or locally when nothing is sharded)."""
+    """The spaces whose partials (:meth:`Space.partial`) make up the batch of
+    scalars of an iteration, summed in one allreduce by :meth:`total`.
 
-    def __init__(self, comm, needs_reduction):
-        self.comm = comm
-        self.reduce = needs_reduction and comm.size > 1
-        self.rank0 = comm.rank == 0
+    When nothing is sharded and ``h`` is separable every rank computes every
+    scalar in full, and one space of this process alone replaces them all:
+    no message.
+    """
 
-    def add(self, space, local):
-        if not self.reduce:
-            return float(local)
-        return float(local) if space.sharded else (float(local) if self.rank0 else 0.0)
-
-    def full(self, value):
-        """A value every rank already holds in full."""
-        return float(value) if (not self.reduce or self.rank0) else 0.0
+    def __init__(self, X, Z, h):
+        if X.sharded or Z.sharded or not h.separable:
+            self.X, self.Z, self.full = X, Z, Space(X.comm, sharded=False)
+        else:
+            self.X = self.Z = self.full = Space(Comm.self_comm(), sharded=False)
 
     def total(self, partials):
-        buf = np.array(partials, dtype=np.float64)
-        return self.comm.allreduce(buf) if self.reduce else buf
+        return self.full.total(*partials)
 
 
-def _h_value(h, x, scalars, space):
+def _h_value(h, x, scalars):
     value = h.value(x)
-    return scalars.add(space, value) if h.separable else scalars.full(value)
+    return scalars.X.partial(value) if h.separable else scalars.full.partial(value)
 
 
 def minimize(smooth, linop, h, x0=None, offset=None, method="AT", tol=1e-8, max_iter=1000,
@@ -103,7 +102,7 @@ def minimize(smooth, linop, h, x0=None, offset=None, method="AT", tol=1e-8, max_
     ----------
     smooth : hpcml.optim.smooth.Smooth
         ``f``, evaluated on ``L x + b`` (in ``linop.out_space``).
-    linop : hpcml.optim.linop.LinOp
+    linop : hpcml.operator.Operator
     h : hpcml.optim.prox.Prox
         Prox-capable part, on ``x`` (in ``linop.in_space``).
     x0 : numpy.ndarray, optional
@@ -143,18 +142,17 @@ def minimize(smooth, linop, h, x0=None, offset=None, method="AT", tol=1e-8, max_
         raise InputError("tol and max_iter must be >= 0")
     start_time = time.perf_counter()
     X, Z = linop.in_space, linop.out_space
-    comm = X.comm
-    scalars = _Scalars(comm, X.sharded or Z.sharded or not h.separable)
+    scalars = _Scalars(X, Z, h)
     x = np.zeros(linop.local_in) if x0 is None else np.array(x0, dtype=np.float64)
     off = 0.0 if offset is None else np.asarray(offset, dtype=np.float64)
     accelerated = method != "GRA"
 
     def apply(v):
-        return linop.forward(v) + off
+        return linop.matvec(v) + off
 
     A_x = apply(x)
     if L0 is None:
-        L0 = _initial_lipschitz(smooth, linop, h, x, A_x, apply, scalars, X)
+        L0 = _initial_lipschitz(smooth, linop, x, A_x, apply, scalars)
     L = min(float(L0), Lexact) if Lexact else float(L0)
     z, A_z = x.copy(), A_x.copy()
     theta = math.inf
@@ -173,7 +171,7 @@ def minimize(smooth, linop, h, x0=None, offset=None, method="AT", tol=1e-8, max_
                 y = (1 - theta) * x_old + theta * z_old
                 A_y = (1 - theta) * Ax_old + theta * Az_old
             fy_local, gz = smooth.local(A_y)
-            g_y = linop.adjoint(gz)
+            g_y = linop.rmatvec(gz)
             if method == "AT":
                 step = 1.0 / (theta * L)
                 z, _ = h.prox(z_old - step * g_y, step)
@@ -198,10 +196,10 @@ def minimize(smooth, linop, h, x0=None, offset=None, method="AT", tol=1e-8, max_
             xy = x - y
             dx = x - x_old
             sums = scalars.total([
-                scalars.add(Z, fy_local), scalars.add(Z, fx_local),
-                scalars.add(X, xy @ g_y), scalars.add(X, xy @ xy),
-                scalars.add(X, dx @ dx), scalars.add(X, x @ x),
-                scalars.add(X, (y - x) @ dx), _h_value(h, x, scalars, X),
+                scalars.Z.partial(fy_local), scalars.Z.partial(fx_local),
+                scalars.X.partial(xy @ g_y), scalars.X.partial(xy @ xy),
+                scalars.X.partial(dx @ dx), scalars.X.partial(x @ x),
+                scalars.X.partial((y - x) @ dx), _h_value(h, x, scalars),
             ])
             f_y, f_x, xy_g, xy_sq, dx_sq, x_sq, restart_test, h_x = sums
             if xy_sq <= 0 or not math.isfinite(f_x):
@@ -210,8 +208,8 @@ def minimize(smooth, linop, h, x0=None, offset=None, method="AT", tol=1e-8, max_
             if abs(curvature) >= BACKTRACK_TOL * max(abs(f_x), abs(f_y)):
                 local_L = 2.0 * curvature / xy_sq
             else:
-                g_x = linop.adjoint(gx_z)
-                local_L = scalars.total([scalars.add(X, xy @ (g_x - g_y))])[0] / xy_sq
+                g_x = linop.rmatvec(gx_z)
+                local_L = scalars.total([scalars.X.partial(xy @ (g_x - g_y))])[0] / xy_sq
             if local_L <= L * (1 + 1e-12) or (Lexact and L >= Lexact):
                 break
             L = max(local_L, L / beta)
@@ -243,23 +241,23 @@ def minimize(smooth, linop, h, x0=None, offset=None, method="AT", tol=1e-8, max_
             break
     A_x = apply(x)
     f_local, _ = smooth.local(A_x)
-    final = scalars.total([scalars.add(Z, f_local), _h_value(h, x, scalars, X)])
+    final = scalars.total([scalars.Z.partial(f_local), _h_value(h, x, scalars)])
     return Result(x=x, objective=float(final[0] + final[1]), iterations=k if max_iter else 0,
                   status=status, history=history, L=L, seconds=time.perf_counter() - start_time,
                   Lx=A_x, method=method)
 
 
-def _initial_lipschitz(smooth, linop, h, x, A_x, apply, scalars, X):
+def _initial_lipschitz(smooth, linop, x, A_x, apply, scalars):
     """The change of the gradient over a small step from ``x`` (TFOCS starts from a guess)."""
     _, gz = smooth.local(A_x)
-    g = linop.adjoint(gz)
-    g_sq = scalars.total([scalars.add(X, g @ g), scalars.add(X, x @ x)])
+    g = linop.rmatvec(gz)
+    g_sq = scalars.total([scalars.X.partial(g @ g), scalars.X.partial(x @ x)])
     scale = 1e-3 * max(1.0, math.sqrt(g_sq[1])) / max(math.sqrt(g_sq[0]), 1e-300)
     x2 = x - scale * g if g_sq[0] > 0 else x + 1e-3
     _, gz2 = smooth.local(apply(x2))
-    g2 = linop.adjoint(gz2)
+    g2 = linop.rmatvec(gz2)
     d = x2 - x
-    num, den = scalars.total([scalars.add(X, (g2 - g) @ (g2 - g)), scalars.add(X, d @ d)])
+    num, den = scalars.total([scalars.X.partial((g2 - g) @ (g2 - g)), scalars.X.partial(d @ d)])
     if den <= 0 or num <= 0:
         return 1.0
     return math.sqrt(num / den)

@@ -10,10 +10,10 @@ from hpcml.checkpoint import Checkpointer, add_arguments
 from hpcml.errors import InputError
 from hpcml.io import read_matrix
 from hpcml.io.hdf5 import parse_spec, read_replicated, read_rows, write_output
+from hpcml.operator import MatrixOperator
 from hpcml.optim import prox as P
 from hpcml.optim import problems
 from hpcml.optim.algorithms import METHODS, minimize
-from hpcml.optim.linop import MatrixOp
 from hpcml.optim.smooth import Huber, Logistic, Quadratic
 
 log = logging.getLogger("hpcml")
@@ -172,7 +172,7 @@ def run_lasso(args, comm):
     A, b = _read_problem(args, comm)
     lam = args.lam
     if lam is None:
-        lam = args.lam_ratio * float(np.abs(A.rmatvec(np.ascontiguousarray(b, dtype=A.dtype))).max())
+        lam = args.lam_ratio * float(np.abs(MatrixOperator(A).rmatvec(b)).max())
     x0, callback = _checkpoint_callback(args, comm)
     result = problems.lasso(A, b, lam, method=args.method, tol=args.tol, max_iter=args.max_iter,
                             mode=args.mode, x0=x0, callback=callback)
@@ -288,12 +288,12 @@ def run_solve(args, comm):
         comm.agree(bool(np.all(np.abs(b) == 1)), f"{args.rhs}: logistic labels must be -1 or +1")
         f, offset = Logistic(b), None
     x0, callback = _checkpoint_callback(args, comm)
-    op = MatrixOp(A)
+    op = MatrixOperator(A)
     result = minimize(f, op, h, x0=x0, offset=offset, method=args.method, tol=args.tol,
                       max_iter=args.max_iter, callback=callback)
     # Optimality as the gradient-mapping step at the final Lipschitz estimate:
     # zero exactly at a minimiser, relative to the size of x.
-    grad = op.adjoint(f.local(result.Lx)[1])
+    grad = op.rmatvec(f.local(result.Lx)[1])
     moved = result.x - h.prox(result.x - grad / result.L, 1.0 / result.L)[0]
     dual = float(np.abs(moved).max()) / max(1.0, float(np.abs(result.x).max()))
     out = {"x": result.x, "objective": result.objective, "primal_residual": 0.0,

@@ -8,29 +8,25 @@ one of ``converged`` (the tolerance was met), ``max_iterations``,
 ``stalled``, and for LPs ``infeasible`` or ``unbounded`` (only with a
 certificate checked to tolerance).  Nothing is called optimal that was not
 solved to tolerance.
+
+Each front-end takes a :class:`~hpcml.distmat.DistMatrix` and works on it
+only through its operator (:class:`~hpcml.operator.MatrixOperator`).
 """
 
 import math
 import time
 
 import numpy as np
-import scipy.sparse as sp
 
-from hpcml.distmat import DistMatrix
 from hpcml.errors import InputError
+from hpcml.operator import Identity, MatrixOperator, Normal, Stacked
 from hpcml.optim import prox as P
 from hpcml.optim.algorithms import minimize
-from hpcml.optim.linop import Identity, MatrixOp, NormalOp, Stacked
 from hpcml.optim.scd import scd
 from hpcml.optim.smooth import GramQuadratic, Logistic, NormalQuadratic, Quadratic
-from hpcml.optim.space import Space
 
 #: Largest column count for which the Gram matrix ``AᵀA`` is formed.
 GRAM_MAX_COLUMNS = 4000
-
-
-def _sum(comm, local, op="sum"):
-    return float(comm.allreduce(np.array([float(local)]), op)[0])
 
 
 def _check_rhs(A, b, name="b"):
@@ -46,6 +42,9 @@ def least_squares_pieces(A, b, mode="auto"):
 
     Parameters
     ----------
+    A : hpcml.operator.MatrixOperator
+    b : numpy.ndarray
+        This rank's block of the right-hand side.
     mode : {"auto", "gram", "normal", "matvec"}
         ``gram`` forms ``AᵀA`` once (one pass, one allreduce of ``n²``
         numbers) and iterates without the matrix; ``normal`` applies the
@@ -61,15 +60,15 @@ def least_squares_pieces(A, b, mode="auto"):
     if mode == "auto":
         mode = "gram" if n <= GRAM_MAX_COLUMNS and m >= n else "matvec"
     if mode == "matvec":
-        return Quadratic(), MatrixOp(A), -b, mode
+        return Quadratic(), A, -b, mode
     if mode not in ("gram", "normal"):
         raise InputError(f"unknown least-squares mode {mode!r} (auto, gram, normal, matvec)")
-    c = A.rmatvec(np.ascontiguousarray(b, dtype=A.dtype)).astype(np.float64)
-    constant = 0.5 * _sum(A.comm, b @ b)
-    ident = Identity(Space(A.comm, sharded=False), n)
+    c = A.rmatvec(b)
+    constant = 0.5 * A.comm.allreduce_scalar(float(b @ b))
+    ident = Identity(A.in_space, n)
     if mode == "gram":
-        return GramQuadratic(A.gram().astype(np.float64), c, constant), ident, None, mode
-    return NormalQuadratic(A, c, constant), ident, None, mode
+        return GramQuadratic(A.gram(), c, constant), ident, None, mode
+    return NormalQuadratic(Normal(A), c, constant), ident, None, mode
 
 
 def _kkt_l1(x, grad, lam):
@@ -93,14 +92,15 @@ def _finish(start, status, iterations, x, objective, primal, dual, **extra):
 
 def _composite_least_squares(A, b, h, mode, method, tol, max_iter, x0, callback):
     start = time.perf_counter()
+    op = MatrixOperator(A)
     b = _check_rhs(A, b)
-    smooth, op, offset, mode = least_squares_pieces(A, b, mode)
-    result = minimize(smooth, op, h, x0=x0, offset=offset, method=method, tol=tol,
+    smooth, linop, offset, mode = least_squares_pieces(op, b, mode)
+    result = minimize(smooth, linop, h, x0=x0, offset=offset, method=method, tol=tol,
                       max_iter=max_iter, callback=callback)
     x = result.x
-    r = A.matvec(x) - b
-    grad = A.rmatvec(np.ascontiguousarray(r))
-    loss = 0.5 * _sum(A.comm, r @ r)
+    r = op.matvec(x) - b
+    grad = op.rmatvec(r)
+    loss = 0.5 * A.comm.allreduce_scalar(float(r @ r))
     return start, result, x, r, grad, loss, mode
 
 
@@ -122,7 +122,7 @@ def lasso(A, b, lam, method="AT", tol=1e-10, max_iter=5000, mode="auto", x0=None
     scale = min(1.0, 1.0 / ratio.max()) if ratio.size and ratio.max() > 0 else 1.0
     nu = -r * scale
     b_local = _check_rhs(A, b)
-    dual = _sum(A.comm, 0.5 * (b_local @ b_local) - 0.5 * ((b_local - nu) @ (b_local - nu)))
+    dual = A.comm.allreduce_scalar(float(0.5 * (b_local @ b_local) - 0.5 * ((b_local - nu) @ (b_local - nu))))
     gap = max(objective - dual, 0.0) / max(abs(objective), 1e-300)
     return _finish(start, result.status, result.iterations, x, objective, 0.0,
                    _kkt_l1(x, grad, lam), gap=gap, mode=mode, method=method,
@@ -147,15 +147,15 @@ def l1_logistic_regression(A, y, lam, method="AT", tol=1e-10, max_iter=5000, x0=
     y = _check_rhs(A, y, "labels")
     A.comm.agree(bool(np.all(np.abs(y) == 1)), "logistic regression needs labels in {-1, +1}")
     h = P.l1(lam)
-    op = MatrixOp(A)
+    op = MatrixOperator(A)
     loss = Logistic(y)
     result = minimize(loss, op, h, x0=x0, method=method, tol=tol, max_iter=max_iter,
                       callback=callback)
     x = result.x
-    value, gz = loss.local(A.matvec(x))
-    grad = op.adjoint(gz)
+    value, gz = loss.local(op.matvec(x))
+    grad = op.rmatvec(gz)
     weights = np.broadcast_to(np.asarray(lam, dtype=np.float64), x.shape)
-    objective = _sum(A.comm, value) + float(np.sum(weights * np.abs(x)))
+    objective = A.comm.allreduce_scalar(float(value)) + float(np.sum(weights * np.abs(x)))
     return _finish(start, result.status, result.iterations, x, objective, 0.0,
                    _kkt_l1(x, grad, lam), method=method, history=result.history)
 
@@ -181,18 +181,18 @@ def basis_pursuit_denoise(A, b, eps, mu=1.0, method="AT", tol=1e-6, max_outer=20
     comm = A.comm
     if not eps >= 0:
         raise InputError(f"basis pursuit: eps must be >= 0, got {eps}", collective=True)
-    norm_b = math.sqrt(_sum(comm, b @ b))
-    op = MatrixOp(A)
+    norm_b = math.sqrt(comm.allreduce_scalar(float(b @ b)))
+    op = MatrixOperator(A)
 
     def residual(Ax):
         d = Ax - b
-        return max(math.sqrt(_sum(comm, d @ d)) - eps, 0.0) / max(1.0, norm_b)
+        return max(math.sqrt(comm.allreduce_scalar(float(d @ d))) - eps, 0.0) / max(1.0, norm_b)
 
     dual_prox = P.Tilted(P.L2Norm(eps, comm), b)
     out = scd(P.l1(), op, dual_prox, mu, residual, method=method, tol=tol,
               inner_max=inner_max, max_outer=max_outer, continuation="plain")
     x = out["x"]
-    return _scd_summary(start, out, float(np.abs(x).sum()), residual(op.forward(x)), out["change"],
+    return _scd_summary(start, out, float(np.abs(x).sum()), residual(op.matvec(x)), out["change"],
                         method=method)
 
 
@@ -206,9 +206,9 @@ def dantzig_selector(A, b, delta, mu=1.0, method="AT", tol=1e-6, max_outer=200, 
     b = _check_rhs(A, b)
     if not delta >= 0:
         raise InputError(f"dantzig selector: delta must be >= 0, got {delta}", collective=True)
-    Atb = A.rmatvec(np.ascontiguousarray(b, dtype=A.dtype)).astype(np.float64)
+    Atb = MatrixOperator(A).rmatvec(b)
     scale = max(1.0, float(np.abs(Atb).max(initial=0.0)))
-    op = NormalOp(A)
+    op = Normal(MatrixOperator(A))
 
     def residual(Gx):
         return float(np.maximum(np.abs(Gx - Atb) - delta, 0.0).max(initial=0.0)) / scale
@@ -218,17 +218,14 @@ def dantzig_selector(A, b, delta, mu=1.0, method="AT", tol=1e-6, max_outer=200, 
     out = scd(P.l1(), op, dual_prox, mu, residual, method=method, tol=tol,
               inner_max=inner_max, max_outer=max_outer, continuation="plain")
     x = out["x"]
-    return _scd_summary(start, out, float(np.abs(x).sum()), residual(op.forward(x)), out["change"],
+    return _scd_summary(start, out, float(np.abs(x).sum()), residual(op.matvec(x)), out["change"],
                         method=method)
 
 
 def _row_scaled(A, b):
-    """Rows of ``A`` and ``b`` divided by the rows' norms (local, no communication)."""
-    local = A.local
-    _, scale = _row_scaled_factors(A)
-    scaled = sp.diags(scale) @ local if sp.issparse(local) else local * scale[:, None]
-    return DistMatrix(sp.csr_matrix(scaled) if sp.issparse(local) else scaled.astype(np.float64),
-                      A.comm), b * scale
+    """Rows of ``A`` and ``b`` divided by the rows' norms (local work; the new matrix's construction is collective)."""
+    scale = _row_scale(A)
+    return A.scale_rows(scale), b * scale
 
 
 def _bounds(bounds, n):
@@ -308,24 +305,24 @@ def lp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, mu=1e-3, meth
     scaled = [(*_row_scaled(A, _check_rhs(A, b, f"b_{kind}")), kind) for A, b, kind in mats]
     c_scale = max(float(np.abs(c).max(initial=0.0)), 1e-300)
     c_s = c / c_scale if c_scale > 1e-300 else c
-    op = Stacked([MatrixOp(A) for A, _, _ in scaled])
+    op = Stacked([MatrixOperator(A) for A, _, _ in scaled])
     rhs = np.concatenate([b for _, b, _ in scaled])
     is_ub = np.concatenate([np.full(b.shape[0], kind == "ub") for _, b, kind in scaled])
-    b_norm = max(1.0, _sum(comm, np.abs(rhs).max(initial=0.0), "max"))
+    b_norm = max(1.0, comm.allreduce_scalar(float(np.abs(rhs).max(initial=0.0)), "max"))
 
     def violation(Ax):
         d = Ax - rhs
         return np.where(is_ub, np.maximum(d, 0.0), np.abs(d))
 
     def residual(Ax):
-        return _sum(comm, violation(Ax).max(initial=0.0), "max") / b_norm
+        return comm.allreduce_scalar(float(violation(Ax).max(initial=0.0)), "max") / b_norm
 
     zero_tol = 1e-12
 
     def dual_measures(x, y):
-        r = c_s + op.adjoint(y)
+        r = c_s + op.rmatvec(y)
         box_min, bad = _box_minimum(r, lower, upper, zero_tol)
-        d = box_min - _sum(comm, rhs @ y)
+        d = box_min - comm.allreduce_scalar(float(rhs @ y))
         p = float(c_s @ x)
         return bad / (1.0 + float(np.abs(c_s).max(initial=0.0))), abs(p - d) / (1.0 + abs(p) + abs(d)), d
 
@@ -334,7 +331,7 @@ def lp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, mu=1e-3, meth
         return max(dres, gap)
 
     def complementarity(x, Ax, y):
-        return abs(_sum(comm, y @ (Ax - rhs))) / (1.0 + abs(float(c_s @ x)))
+        return abs(comm.allreduce_scalar(float(y @ (Ax - rhs)))) / (1.0 + abs(float(c_s @ x)))
 
     f = P.LinearBox(c_s, lower, upper)
     dual_prox = P.LinearBox(rhs, np.where(is_ub, 0.0, -np.inf), np.inf)
@@ -354,8 +351,8 @@ def lp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, mu=1e-3, meth
         rnorm = op.out_space.norm(ray)
         if hist["residual"][-1] > tol and rnorm > 0:
             d = ray / rnorm
-            box_min, bad = _box_minimum(op.adjoint(d), lower, upper, certificate_tol)
-            farkas = box_min - _sum(comm, rhs @ d)
+            box_min, bad = _box_minimum(op.rmatvec(d), lower, upper, certificate_tol)
+            farkas = box_min - comm.allreduce_scalar(float(rhs @ d))
             if bad == 0.0 and farkas > certificate_tol:
                 certificate.update(status="infeasible", farkas=farkas)
                 return True
@@ -363,8 +360,8 @@ def lp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, mu=1e-3, meth
         snorm = float(np.linalg.norm(step))
         if hist["residual"][-1] <= tol and snorm > 0:
             ray = step / snorm
-            Ar = violation(op.forward(ray) + rhs)
-            ray_violation = _sum(comm, Ar.max(initial=0.0), "max")
+            Ar = violation(op.matvec(ray) + rhs)
+            ray_violation = comm.allreduce_scalar(float(Ar.max(initial=0.0)), "max")
             in_cone = (np.all(ray[np.isfinite(lower)] >= -certificate_tol)
                        and np.all(ray[np.isfinite(upper)] <= certificate_tol))
             descent = float(c_s @ ray)
@@ -380,10 +377,10 @@ def lp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, mu=1e-3, meth
     # Report on the original problem: violation relative to 1 + ‖b‖∞.
     raw_primal = 0.0
     for A, b, kind in mats:
-        part = A.matvec(x) - _check_rhs(A, b)
+        part = MatrixOperator(A).matvec(x) - _check_rhs(A, b)
         viol = np.maximum(part, 0.0) if kind == "ub" else np.abs(part)
-        raw_primal = max(raw_primal, _sum(comm, viol.max(initial=0.0), "max")
-                         / max(1.0, _sum(comm, np.abs(b).max(initial=0.0), "max")))
+        raw_primal = max(raw_primal, comm.allreduce_scalar(float(viol.max(initial=0.0)), "max")
+                         / max(1.0, comm.allreduce_scalar(float(np.abs(b).max(initial=0.0)), "max")))
     status = certificate.get("status", out["status"])
     if status == "stopped":
         status = "max_iterations"
@@ -394,19 +391,14 @@ def lp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, mu=1e-3, meth
     result = _finish(start, status, out["iterations"], x, float(c @ x), raw_primal, dres,
                      gap=gap, dual_objective=dual_obj * c_scale, outer=out["outer"],
                      history=out["history"], method=method, mu=mu,
-                     reduced_costs=c_scale * (c_s + op.adjoint(y)))
+                     reduced_costs=c_scale * (c_s + op.rmatvec(y)))
     for kind, (A, b, _) in zip(duals, mats):
-        _, factor = _row_scaled_factors(A)
-        result[f"marginals_{kind}"] = -duals[kind] * factor * c_scale
+        result[f"marginals_{kind}"] = -duals[kind] * _row_scale(A) * c_scale
     result.update({k: v for k, v in certificate.items() if k != "status"})
     return result
 
 
-def _row_scaled_factors(A):
-    """Row norms of this rank's block and their inverses (1 for empty rows)."""
-    local = A.local
-    if sp.issparse(local):
-        norms = np.sqrt(np.asarray(local.multiply(local).sum(axis=1)).ravel())
-    else:
-        norms = np.linalg.norm(local, axis=1)
-    return norms, np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 1.0)
+def _row_scale(A):
+    """Inverse norms of this rank's rows (1 for empty rows)."""
+    norms = A.row_norms()
+    return np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 1.0)

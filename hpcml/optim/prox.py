@@ -215,7 +215,7 @@ def prox_pair_test(h, v, t=1.0, space=None, rtol=1e-9):
 
     def full(fn, x):
         val = fn.value(x)
-        return float(space.total(space.partial(val))[0]) if fn.separable else float(val)
+        return space.sum(val) if fn.separable else float(val)
     gap = full(h, p) + full(hc, q) - space.dot(p, q)
     fenchel = abs(gap) / max(1.0, abs(space.dot(p, q)), space.norm(p) * space.norm(q))
     return {"moreau": moreau, "fenchel": fenchel, "ok": bool(moreau <= rtol and fenchel <= rtol)}
@@ -223,7 +223,7 @@ def prox_pair_test(h, v, t=1.0, space=None, rtol=1e-9):
 
 def _serial_space():
     from hpcml.comm import Comm
-    from hpcml.optim.space import Space
+    from hpcml.space import Space
     return Space(Comm.self_comm(), sharded=False)
 
 

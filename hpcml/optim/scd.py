@@ -27,7 +27,7 @@ import numpy as np
 
 from hpcml.errors import InputError
 from hpcml.optim.algorithms import minimize
-from hpcml.optim.linop import Scaled
+from hpcml.operator import Scaled
 from hpcml.optim.smooth import ConjugateSmoothed
 
 #: A dual solve ends when its primal point is feasible to this fraction of
@@ -44,7 +44,7 @@ def scd(f, op, dual_prox, mu, residual, optimality=None, complementarity=None, x
     ----------
     f : hpcml.optim.prox.Prox
         The primal objective, separable (value is a sum of local terms).
-    op : hpcml.optim.linop.LinOp
+    op : hpcml.operator.Operator
         ``A``: replicated ``x`` to the constraint space.
     dual_prox : hpcml.optim.prox.Prox
         ``h*(y) − <o, y>`` on the constraint space.
@@ -111,7 +111,7 @@ def scd(f, op, dual_prox, mu, residual, optimality=None, complementarity=None, x
     if not mu > 0:
         raise InputError(f"mu must be > 0, got {mu}")
     start = time.perf_counter()
-    dual_op = Scaled(op.T, -1.0)
+    dual_op = Scaled(op.H, -1.0)
     n = op.shape[1]
     center = np.zeros(n) if x0 is None else np.array(x0, dtype=np.float64)
     y = np.zeros(op.local_out) if y0 is None else np.array(y0, dtype=np.float64)
@@ -129,7 +129,7 @@ def scd(f, op, dual_prox, mu, residual, optimality=None, complementarity=None, x
             if k % check_every:
                 return False
             x_k = F.local(Lx)[1]
-            Ax_k = op.forward(x_k)
+            Ax_k = op.matvec(x_k)
             if residual(Ax_k) > inner_feasibility:
                 return False
             return complementarity is None or complementarity(x_k, Ax_k, y_k) <= optimality_tol / 2
@@ -146,7 +146,7 @@ def scd(f, op, dual_prox, mu, residual, optimality=None, complementarity=None, x
         total_iterations += result.iterations
         y_prev, y = y, result.x
         _, x = F.local(result.Lx)
-        Ax = op.forward(x)
+        Ax = op.matvec(x)
         res = residual(Ax)
         change = float(np.linalg.norm(x - (center if x_prev is None else x_prev))) / max(1.0, float(np.linalg.norm(x)))
         history["residual"].append(res)

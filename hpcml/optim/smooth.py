@@ -3,7 +3,7 @@
 Each function acts elementwise on a vector ``z`` (usually ``A x + b``,
 sharded by rows) and returns the *local* sum of its terms and the gradient
 of the local block; :meth:`Smooth.value_grad` sums the value over the
-ranks of the vector's :class:`~hpcml.optim.space.Space`.  Keeping the sum
+ranks of the vector's :class:`~hpcml.space.Space`.  Keeping the sum
 local lets the algorithms batch it with their other scalars into one
 allreduce per iteration.
 """
@@ -25,7 +25,7 @@ class Smooth:
     def value_grad(self, z, space):
         """Value over the whole vector (collective when ``space`` is sharded) and gradient."""
         value, grad = self.local(z)
-        return float(space.total(space.partial(value))[0]), grad
+        return space.sum(value), grad
 
 
 class Quadratic(Smooth):
@@ -107,13 +107,21 @@ class GramQuadratic(Smooth):
 
 
 class NormalQuadratic(Smooth):
-    """``½‖A x − b‖²`` on a replicated ``x`` through the fused one-pass ``AᵀA x`` (one allreduce)."""
+    """``½‖A x − b‖²`` = ``½ xᵀAᵀA x − cᵀx + k`` on a replicated ``x``.
 
-    def __init__(self, A, c, constant):
-        self.A, self.c, self.constant = A, c, float(constant)
+    Parameters
+    ----------
+    normal : hpcml.operator.Normal
+        ``AᵀA``: the fused one-pass product, one allreduce per iteration.
+    c, constant
+        ``Aᵀb`` and ``½‖b‖²``.
+    """
+
+    def __init__(self, normal, c, constant):
+        self.normal, self.c, self.constant = normal, c, float(constant)
 
     def local(self, x):
-        AtAx = self.A.normal_matvec(x)
+        AtAx = self.normal.matvec(x)
         return 0.5 * float(x @ AtAx) - float(self.c @ x) + self.constant, AtAx - self.c
 
 

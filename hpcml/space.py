@@ -31,18 +31,24 @@ class Space:
 
     def partial(self, local_sum):
         """This rank's share of a sum over the vector."""
-        return self.weight * float(local_sum)
+        # Not 0 · value: an infinite value held on every rank must sum to
+        # infinity, not to NaN.
+        return float(local_sum) if self.weight else 0.0
 
     def total(self, *partials):
         """Sum partials over the ranks (one allreduce for the whole batch)."""
         buf = np.array(partials, dtype=np.float64)
         return self.comm.allreduce(buf) if self.comm.size > 1 else buf
 
+    def sum(self, local_sum):
+        """A sum over the whole vector from this rank's ``local_sum`` (collective when sharded)."""
+        return float(self.total(self.partial(local_sum))[0])
+
     def dot(self, a, b):
         """``<a, b>`` over the whole vector (collective when sharded)."""
         if not self.sharded:
             return float(np.dot(a, b))
-        return float(self.total(np.dot(a, b))[0])
+        return self.sum(np.dot(a, b))
 
     def norm(self, a):
         """Euclidean norm over the whole vector (collective when sharded)."""
