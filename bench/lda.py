@@ -9,8 +9,8 @@ interleaved, and prints ratios taken in this run:
 * joint log-likelihood per token after equal iterations (the same formula,
   computed from each contender's topic assignments),
 * held-out perplexity by document completion (10% more documents drawn
-  from the same model; one evaluator, hpcml.compare.heldout_perplexity, fed
-  each contender's word-topic counts),
+  from the same model; one evaluator, hpcml.topics.model.TopicModel.perplexity,
+  fed each contender's word-topic counts),
 * 2-rank speed-up, compute vs communication seconds per iteration, bytes
   exchanged, and peak memory per rank (``--layout``: the ranks share the
   counts, or each holds a copy and they exchange changes),
@@ -50,6 +50,7 @@ sys.path.insert(0, ROOT)
 
 from hpcml.io.corpus import read_hdf5, write_hdf5  # noqa: E402
 from hpcml.kernels import lda as kern  # noqa: E402
+from hpcml.topics.corpus import load_corpus  # noqa: E402
 from hpcml.topics.synthetic import lda_corpus  # noqa: E402
 
 ALPHA, BETA = 0.1, 0.01
@@ -71,10 +72,11 @@ def joint_ll_per_token(doc_ptr, words, z, n_topics, n_words):
 
 
 def perplexity(nwk, held):
-    """Held-out perplexity of word-topic counts, the same evaluator for all."""
-    from hpcml.compare import heldout_perplexity
-    alpha = np.full(nwk.shape[1], ALPHA)
-    return heldout_perplexity(nwk, alpha, BETA, held, seed=7, sweeps=20, mh_steps=2)
+    """Held-out perplexity of word-topic counts, the same evaluator for all (one process)."""
+    from hpcml.comm import Comm
+    from hpcml.topics.model import TopicModel
+    model = TopicModel(nwk, ALPHA, BETA, Comm.self_comm())
+    return model.perplexity(held, seed=7, sweeps=20, mh_steps=2)
 
 
 def run_hpcml_worker(args):
@@ -82,12 +84,7 @@ def run_hpcml_worker(args):
     from hpcml.comm import Comm
     from hpcml.topics.lda import LDA
     comm = Comm.world() if args.worker_mpi else Comm.self_comm()
-    from hpcml.io.corpus import read_hdf5_info
-    n_docs, _, tptr, _ = read_hdf5_info(args.corpus)
-    # Equal-token document ranges.
-    cuts = np.searchsorted(tptr, np.linspace(0, tptr[-1], comm.size + 1))
-    cuts[0], cuts[-1] = 0, n_docs
-    corpus = read_hdf5(args.corpus, start=int(cuts[comm.rank]), stop=int(cuts[comm.rank + 1]))
+    corpus, _ = load_corpus(args.corpus, comm)  # each rank its share of the tokens
     held = read_hdf5(args.heldout) if comm.rank == 0 else None
     model = LDA(args.k, alpha=ALPHA, beta=BETA, mh_steps=args.mh_steps,
                 sync_every=args.sync_every, seed=1, init=args.init, layout=args.layout)
@@ -99,15 +96,12 @@ def run_hpcml_worker(args):
     for it in range(1, args.iterations + 1):
         comm.barrier()
         tic = time.perf_counter()
-        rec = model.sweep()
+        model.fit(it, ll_every=0)  # one more sweep, timed alone
         elapsed += time.perf_counter() - tic
         if it % args.eval_every == 0 or it == args.iterations:
             ll = model.log_likelihood() / model.n_tokens
             ppl = perplexity(model.word_topic(), held) if comm.rank == 0 else 0.0
             curve.append((it, elapsed, ll, ppl))
-        curve_rec = {"compute_s": rec["compute_s"], "comm_s": rec["comm_s"],
-                     "bytes": rec["bytes"]}
-        model.history.append(curve_rec)
     per_rank = comm.allgatherv(np.array([[h["compute_s"], h["comm_s"], h["bytes"]]
                                           for h in model.history]).reshape(1, -1, 3))
     state = model.memory_bytes()

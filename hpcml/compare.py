@@ -20,7 +20,8 @@ Mapped workloads and the agreement each must reach:
 * ``lda train`` → ``pyspark.ml.clustering.LDA`` (EM by default, online VB
   with ``--spark-lda online|both``) for the job's number of iterations: held-out
   perplexity, computed for both engines by hpcml's own document-completion
-  code (:func:`heldout_perplexity`), within ``PERPLEXITY_RTOL`` of hpcml's.
+  code (:meth:`hpcml.topics.model.TopicModel.perplexity`), within
+  ``PERPLEXITY_RTOL`` of hpcml's.
   The estimators differ (collapsed Gibbs sampling, MAP, variational Bayes),
   so this is a statement that the models are equally good, not equal.  EM
   runs with Spark's own default priors (``50/K + 1``, ``1.1``): the sampler's
@@ -45,7 +46,6 @@ whole run.
 import json
 import os
 import subprocess
-import sys
 import time
 import tomllib
 
@@ -87,15 +87,6 @@ def register(subparsers, common):
 
 
 # ---------------------------------------------------------------- the hpcml side
-
-def _job_args(spec):
-    """The full argument namespace (defaults included) the job's subcommand sees."""
-    from hpcml import jobs
-    from hpcml.cli import build_parser
-
-    root = build_parser()
-    return root.parse_args([*spec.workload, *jobs.to_argv(spec, jobs.resolve(spec, root))])
-
 
 def run_hpcml(job, sets, ranks, run_dir):
     """Run ``hpcml run JOB --json`` under ``mpiexec -n ranks``; returns (summary, times).
@@ -145,27 +136,6 @@ def pseudo_counts(topic_word, n_tokens, prior=0.0):
     return np.ascontiguousarray(np.rint(mass * (n_tokens / total)), dtype=np.int32)
 
 
-def heldout_perplexity(nwk, alpha, beta, heldout, *, seed=0, sweeps=20, mh_steps=2):
-    """hpcml's held-out perplexity (document completion) for given word-topic counts.
-
-    The same computation as :meth:`hpcml.topics.lda.LDA.perplexity` on one
-    process: each held-out document's alternate tokens are folded in with the
-    counts fixed and the others scored, ``exp(−log-likelihood / tokens)``.
-    """
-    from hpcml.kernels import lda as kern
-    from hpcml.topics.lda import completion_split
-
-    nwk = np.ascontiguousarray(nwk, dtype=np.int32)
-    nk = nwk.sum(axis=0, dtype=np.int64)
-    alpha = np.ascontiguousarray(alpha, dtype=np.float64)
-    doc_ptr, words = heldout.tokens()
-    obs_ptr, obs_w, held_ptr, held_w = completion_split(doc_ptr, words)
-    state = kern.seed_state(seed, 0)
-    ndk = kern.fold_in(obs_ptr, obs_w, nwk, nk, alpha, beta, state, sweeps=sweeps, mh_steps=mh_steps)
-    ll = kern.heldout_log_likelihood(held_ptr, held_w, ndk, alpha, nwk, nk, beta)
-    return float(np.exp(-ll / held_w.shape[0]))
-
-
 def iteration_seconds(history):
     """Training seconds per iteration: the slowest rank's compute plus communication."""
     return np.max(np.asarray(history["compute_s"]) + np.asarray(history["comm_s"]), axis=1)
@@ -197,21 +167,23 @@ def seconds_to_perplexity(history, target):
 
 
 # ---------------------------------------------------------------- the Spark side
+# Each function gets the job's parameters, defaults included, as a dict
+# (hpcml.jobs.parameters): what the hpcml job itself ran with.
 
 def _rel(a, b):
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b)) / np.max(np.abs(b))))
 
 
-def spark_svd(sb, jargs, comm, hpcml_out):
+def spark_svd(sb, params, comm, hpcml_out):
     import h5py
 
     from hpcml.io import read_matrix
 
     start = time.perf_counter()
-    A = read_matrix(jargs.input, comm, dtype=np.float64).local
+    A = read_matrix(params["input"], comm, dtype=np.float64).local
     matrix, cache_s = sb.row_matrix(A)
     load = time.perf_counter() - start
-    s, _, compute = sb.svd(matrix, jargs.k, compute_u=bool(getattr(jargs, "compute_u", False)))
+    s, _, compute = sb.svd(matrix, params["k"], compute_u=bool(params.get("compute_u", False)))
     with h5py.File(hpcml_out, "r") as f:
         ref = f["s"][...]
     err = float(np.max(np.abs(s - ref)) / ref[0])
@@ -219,16 +191,16 @@ def spark_svd(sb, jargs, comm, hpcml_out):
              "agreement": {"max |Δσ|/σ₁": err, "tolerance": SVD_RTOL, "agree": err <= SVD_RTOL}}]
 
 
-def spark_pca(sb, jargs, comm, hpcml_out):
+def spark_pca(sb, params, comm, hpcml_out):
     import h5py
 
     from hpcml.io import read_matrix
 
     start = time.perf_counter()
-    A = read_matrix(jargs.input, comm, dtype=np.float64).local
+    A = read_matrix(params["input"], comm, dtype=np.float64).local
     matrix, _ = sb.row_matrix(A)
     load = time.perf_counter() - start
-    components, ratio, compute = sb.pca(matrix, jargs.k)
+    components, ratio, compute = sb.pca(matrix, params["k"])
     with h5py.File(hpcml_out, "r") as f:
         ref_ratio = f["explained_variance_ratio"][...]
         ref_comp = f["components"][...]
@@ -242,18 +214,20 @@ def spark_pca(sb, jargs, comm, hpcml_out):
                            "tolerance": SVD_RTOL, "agree": agree}}]
 
 
-def spark_lasso(sb, jargs, comm, hpcml_out, summary):
+def spark_lasso(sb, params, comm, hpcml_out, summary):
     import h5py
 
     from hpcml.io import read_matrix
     from hpcml.io.hdf5 import read_rows
 
     start = time.perf_counter()
-    A = read_matrix(jargs.input, comm, dtype=np.float64).local
+    A = read_matrix(params["input"], comm, dtype=np.float64).local
     A = A.toarray() if sp.issparse(A) else A
-    b = read_rows(jargs.rhs, comm)[0].ravel()
+    b = read_rows(params["rhs"], comm)[0].ravel()
     read = time.perf_counter() - start
-    lam = jargs.lam if jargs.lam is not None else jargs.lam_ratio * float(np.abs(A.T @ b).max())
+    lam = params["lam"]
+    if lam is None:
+        lam = params["lam_ratio"] * float(np.abs(A.T @ b).max())
     # hpcml's LASSO has no intercept, so neither has Spark's.
     x, _, load, compute = sb.lasso(A, b, lam, fit_intercept=False, max_iter=1000, tol=1e-12)
     objective = 0.5 * float(np.sum((A @ x - b) ** 2)) + lam * float(np.abs(x).sum())
@@ -269,19 +243,19 @@ def spark_lasso(sb, jargs, comm, hpcml_out, summary):
                            "tolerance": LASSO_RTOL, "agree": err <= LASSO_RTOL}}]
 
 
-def spark_lda(sb, jargs, comm, hpcml_out, methods=("em",)):
+def spark_lda(sb, params, comm, hpcml_out, methods=("em",)):
     import h5py
 
-    from hpcml.topics.cli import load_local, take_docs
-    from hpcml.topics.lda import heldout_mask
+    from hpcml.topics.corpus import load_corpus, split_heldout
+    from hpcml.topics.model import TopicModel
 
-    if jargs.heldout <= 0:
+    if params["heldout"] <= 0:
         raise InputError("compare: an LDA job needs a held-out fraction (--set heldout=0.1)")
     start = time.perf_counter()
-    corpus, _ = load_local(jargs, comm)
-    held = heldout_mask(np.arange(corpus.n_docs) + corpus.doc_offset, jargs.heldout)
-    train, _ = take_docs(corpus, ~held)
-    test, _ = take_docs(corpus, held)
+    corpus, _ = load_corpus(params["input"], comm, params["format"], vocab_file=params["vocab"],
+                            stop_words_file=params["stop_words"], min_count=params["min_count"],
+                            max_doc_freq=params["max_doc_freq"])
+    train, _, test = split_heldout(corpus, params["heldout"])
     # Index the vocabulary to the words present in the training documents.
     present = np.unique(train.indices)
     remap = np.full(corpus.n_words, -1, np.int64)
@@ -289,23 +263,25 @@ def spark_lda(sb, jargs, comm, hpcml_out, methods=("em",)):
     counts = sp.csr_matrix((train.counts, remap[train.indices], train.indptr),
                            shape=(train.n_docs, present.shape[0]))
     read = time.perf_counter() - start
+    hpcml_model = TopicModel.load(hpcml_out, comm)
+    alpha, beta = hpcml_model.alpha, hpcml_model.beta
     with h5py.File(hpcml_out, "r") as f:
-        alpha = f["alpha"][...].astype(np.float64)
-        beta = float(f["beta"][()])
-        ref_nwk = f["word_topic"][...].astype(np.int32)
         history = {key: f["history"][key][...] for key in ("compute_s", "comm_s", "perplexity")}
-    evaluate = dict(seed=jargs.seed, sweeps=jargs.heldout_sweeps, mh_steps=jargs.mh_steps)
-    ref = heldout_perplexity(ref_nwk, alpha, beta, test, **evaluate)
+    # Both engines' models are scored by the same evaluator, seeded alike.
+    evaluate = dict(seed=params["seed"], sweeps=params["heldout_sweeps"],
+                    mh_steps=params["mh_steps"])
+    ref = hpcml_model.perplexity(test, **evaluate)
+    topics_k, iterations = params["topics"], params["iterations"]
     rows = []
     for method in methods:
         # EM keeps Spark's default priors (see the module docstring).
         priors = dict(alpha=float(alpha.mean()), beta=beta) if method == "online" else {}
-        topics, load, compute = sb.lda(counts, jargs.topics, method=method, max_iter=jargs.iterations,
-                                       seed=jargs.seed, **priors)
-        full = np.zeros((corpus.n_words, jargs.topics))
+        topics, load, compute = sb.lda(counts, topics_k, method=method, max_iter=iterations,
+                                       seed=params["seed"], **priors)
+        full = np.zeros((corpus.n_words, topics_k))
         full[present] = topics
         nwk = pseudo_counts(full, train.n_tokens, prior=beta if method == "online" else 0.0)
-        perp = heldout_perplexity(nwk, alpha, beta, test, **evaluate)
+        perp = TopicModel(nwk, alpha, beta, comm).perplexity(test, **evaluate)
         err = abs(perp - ref) / ref
         row = {"engine": f"spark LDA {method}", "load_s": read + load, "compute_s": compute,
                "agreement": {"perplexity": perp, "hpcml perplexity": ref,
@@ -322,7 +298,7 @@ def spark_lda(sb, jargs, comm, hpcml_out, methods=("em",)):
         reached = seconds_to_perplexity(history, target) or whole_run
         row["same_perplexity"] = {"target": target, "hpcml_iterations": reached[0],
                                   "hpcml_training_s": reached[1],
-                                  "spark_iterations": jargs.iterations}
+                                  "spark_iterations": iterations}
         rows.append(row)
     return rows
 
@@ -397,6 +373,7 @@ def run_compare(args, comm):
     """Run both engines, print the table, write compare.json and compare.png."""
     from hpcml import jobs
     from hpcml.baselines.spark import SparkBaseline, check_available
+    from hpcml.cli import build_parser
 
     if comm.size > 1:
         raise InputError("compare: run it without mpiexec (it launches its own)", collective=True)
@@ -412,20 +389,20 @@ def run_compare(args, comm):
     name = os.path.splitext(os.path.basename(args.job))[0]
     run_dir = args.run_dir or os.path.join("runs", "compare", name)
     os.makedirs(run_dir, exist_ok=True)
-    jargs = _job_args(spec)
+    params = jobs.parameters(spec, build_parser())
 
     summary, output, hpcml_times = run_hpcml(args.job, args.set, ranks, run_dir)
     memory = str(spec.resources.get("memory", "4g")).lower().rstrip("b")
     with SparkBaseline(cores=ranks, master=args.master, driver_memory=memory) as sb:
         if workload == "svd":
-            rows = spark_svd(sb, jargs, comm, output)
+            rows = spark_svd(sb, params, comm, output)
         elif workload == "pca":
-            rows = spark_pca(sb, jargs, comm, output)
+            rows = spark_pca(sb, params, comm, output)
         elif workload == "lasso":
-            rows = spark_lasso(sb, jargs, comm, output, summary)
+            rows = spark_lasso(sb, params, comm, output, summary)
         else:
             methods = ("em", "online") if args.spark_lda == "both" else (args.spark_lda,)
-            rows = spark_lda(sb, jargs, comm, output, methods)
+            rows = spark_lda(sb, params, comm, output, methods)
         startup = sb.startup_s
     base = hpcml_times["total_s"]
     base_ex = hpcml_times["load_s"] + hpcml_times["compute_s"]

@@ -162,3 +162,13 @@ def resolve(spec, root_parser):
         parser = sub.choices[word]
     return parser
 
+
+
+def parameters(spec, root_parser):
+    """Every parameter of the job's subcommand, defaults included, as a dict.
+
+    The spec is checked by the subcommand's own parser (as ``hpcml run``
+    does), so a value here is what the job itself sees.
+    """
+    argv = [*spec.workload, *to_argv(spec, resolve(spec, root_parser))]
+    return {k: v for k, v in vars(root_parser.parse_args(argv)).items() if k != "handler"}

@@ -17,9 +17,10 @@ import pytest
 from conftest import needs_spark
 from hpcml import compare, jobs
 from hpcml.baselines import spark as baseline
-from hpcml.cli import main
+from hpcml.cli import build_parser, main
 from hpcml.comm import Comm
 from hpcml.io.corpus import from_token_lists
+from hpcml.topics.model import TopicModel
 
 TIMEOUT = 240
 
@@ -57,7 +58,7 @@ def setup(tmp_path_factory):
         job.write_text(text.format(d=d))
         run_dir = d / f"run-{name}"
         run_dir.mkdir()
-        runs[name] = (job, compare._job_args(jobs.load(str(job))),
+        runs[name] = (job, jobs.parameters(jobs.load(str(job)), build_parser()),
                       *compare.run_hpcml(str(job), [], 2, str(run_dir)))
     with baseline.SparkBaseline(cores=2, driver_memory="1g") as session:
         yield d, runs, session
@@ -72,7 +73,7 @@ def _check_rows(rows):
 @needs_spark
 def test_hpcml_side_is_timed(setup):
     _, runs, _ = setup
-    for job, jargs, summary, output, times in runs.values():
+    for job, params, summary, output, times in runs.values():
         assert os.path.exists(output) and str(output).startswith(os.path.dirname(job))
         assert times["total_s"] >= times["load_s"] + times["compute_s"] > 0
         assert summary["timings"]["io_s"]["max"] > 0
@@ -82,8 +83,8 @@ def test_hpcml_side_is_timed(setup):
 @pytest.mark.numerics
 def test_svd_agrees(setup):
     _, runs, session = setup
-    _, jargs, _, output, _ = runs["svd"]
-    rows = compare.spark_svd(session, jargs, Comm.world(), output)
+    _, params, _, output, _ = runs["svd"]
+    rows = compare.spark_svd(session, params, Comm.world(), output)
     _check_rows(rows)
     # Each side stops at residual ≤ 1e-10·σ₁, so each σ is within 1e-10·σ₁ of the
     # truth whatever the BLAS; 1e-9 allows both errors with a factor 5 to spare.
@@ -93,16 +94,16 @@ def test_svd_agrees(setup):
 @needs_spark
 def test_pca_agrees(setup):
     _, runs, session = setup
-    _, jargs, _, output, _ = runs["pca"]
-    _check_rows(compare.spark_pca(session, jargs, Comm.world(), output))
+    _, params, _, output, _ = runs["pca"]
+    _check_rows(compare.spark_pca(session, params, Comm.world(), output))
 
 
 @needs_spark
 @pytest.mark.numerics
 def test_lasso_objectives_agree(setup):
     _, runs, session = setup
-    _, jargs, summary, output, _ = runs["lasso"]
-    rows = compare.spark_lasso(session, jargs, Comm.world(), output, summary)
+    _, params, summary, output, _ = runs["lasso"]
+    rows = compare.spark_lasso(session, params, Comm.world(), output, summary)
     _check_rows(rows)
     assert rows[0]["agreement"]["objective"] > 0
 
@@ -110,8 +111,8 @@ def test_lasso_objectives_agree(setup):
 @needs_spark
 def test_lda_perplexities(setup):
     _, runs, session = setup
-    _, jargs, _, output, _ = runs["lda"]
-    em, online = compare.spark_lda(session, jargs, Comm.world(), output, ("em", "online"))
+    _, params, _, output, _ = runs["lda"]
+    em, online = compare.spark_lda(session, params, Comm.world(), output, ("em", "online"))
     assert (em["engine"], online["engine"]) == ("spark LDA em", "spark LDA online")
     # EM (MAP, Spark's default priors) agrees with the Gibbs sampler within
     # the stated tolerance.
@@ -123,7 +124,7 @@ def test_lda_perplexities(setup):
         same = row.get("same_perplexity")
         if same is not None:
             assert same["target"] >= row["agreement"]["hpcml perplexity"]
-            assert 1 <= same["hpcml_iterations"] <= jargs.iterations and same["hpcml_training_s"] > 0
+            assert 1 <= same["hpcml_iterations"] <= params["iterations"] and same["hpcml_training_s"] > 0
         figures = row["agreement"]
         assert figures["perplexity"] < 30 and figures["hpcml perplexity"] < 30
         assert figures["agree"] == (figures["relative difference"] <= compare.PERPLEXITY_RTOL)
@@ -145,7 +146,8 @@ def test_heldout_perplexity_of_uniform_topics_is_the_vocabulary_size():
     docs = [rng.integers(0, V, size=n).tolist() for n in (7, 0, 12, 5)]
     corpus = from_token_lists(docs, V)
     nwk = np.full((V, K), 4, np.int32)
-    assert compare.heldout_perplexity(nwk, np.full(K, 0.1), 0.05, corpus) == pytest.approx(V, rel=1e-12)
+    model = TopicModel(nwk, np.full(K, 0.1), 0.05, Comm.self_comm())
+    assert model.perplexity(corpus) == pytest.approx(V, rel=1e-12)
 
 
 def test_pseudo_counts_keep_the_token_total_and_drop_the_prior():

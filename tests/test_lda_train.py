@@ -12,7 +12,9 @@ from conftest import mpirun
 from hpcml.comm import Comm
 from hpcml.errors import InputError
 from hpcml.kernels import lda as kern
-from hpcml.topics.lda import LDA, completion_split, heldout_mask
+from hpcml.topics.corpus import heldout_mask
+from hpcml.topics.lda import LDA
+from hpcml.topics.model import completion_split
 from hpcml.topics.synthetic import lda_corpus
 
 HERE = os.path.dirname(os.path.abspath(__file__))

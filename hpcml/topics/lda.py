@@ -48,7 +48,6 @@ not produce bit-identical topics; the same seed, rank count and layout
 give identical results.
 """
 
-import math
 import time
 from collections import deque
 
@@ -58,6 +57,7 @@ from hpcml.comm import SharedArray
 from hpcml.errors import InputError
 from hpcml.kernels import lda as kern
 from hpcml.partition import block_range
+from hpcml.topics.model import TopicModel, completion_perplexity, proportions
 
 SAMPLERS = ("mh", "dense")
 EXCHANGES = ("auto", "sparse", "dense")
@@ -75,34 +75,6 @@ INIT_SMOOTH = 0.05
 def count_dtype(max_count):
     """Smallest unsigned count type that holds ``max_count`` (uint16 or int32)."""
     return np.uint16 if max_count < 2**16 else np.int32
-
-
-def completion_split(doc_ptr, words):
-    """Split each document's tokens for document completion.
-
-    Alternate tokens (in the stored order, which groups equal words) go to the
-    observed and the held part, so each half sees about half of every word.
-    Returns ``(obs_ptr, obs_words, held_ptr, held_words)``.
-    """
-    n_docs = doc_ptr.shape[0] - 1
-    pos = np.arange(words.shape[0]) - np.repeat(doc_ptr[:-1], np.diff(doc_ptr))
-    held = (pos % 2) == 1
-    doc_of = np.repeat(np.arange(n_docs), np.diff(doc_ptr))
-
-    def ptr(mask):
-        out = np.zeros(n_docs + 1, np.int64)
-        np.cumsum(np.bincount(doc_of[mask], minlength=n_docs), out=out[1:])
-        return out
-    return ptr(~held), words[~held], ptr(held), words[held]
-
-
-def heldout_mask(doc_ids, fraction):
-    """Documents held out for perplexity: a hash of the global document id,
-    so the split does not depend on the rank count."""
-    if fraction <= 0:
-        return np.zeros(doc_ids.shape[0], bool)
-    h = (doc_ids.astype(np.uint64) * np.uint64(2654435761)) % np.uint64(1 << 32)
-    return h < np.uint64(int(fraction * (1 << 32)))
 
 
 def _block_order(doc_ptr, words, block, n_blocks):
@@ -160,6 +132,16 @@ class LDA:
         How several ranks hold the counts (module docstring): "auto" shares
         them when all ranks run on one node and the sampler is "mh".
         ``sync_every``, ``staleness`` and ``exchange`` apply to "replicated".
+
+    Examples
+    --------
+    As tomotopy's ``add_doc`` then ``train``: every rank passes its documents
+    (:func:`hpcml.topics.corpus.load_corpus`), then sweeps run::
+
+        local, _ = load_corpus("corpus.h5", comm)
+        model = LDA(20, seed=1).setup(local, comm).fit(100)
+        model.save("lda.h5")
+        theta = TopicModel.load("lda.h5", comm).transform(new_docs)
     """
 
     def __init__(self, n_topics, *, alpha=0.1, beta=0.01, sampler="mh", mh_steps=2,
@@ -207,6 +189,7 @@ class LDA:
         self.comm = comm
         K, V = self.n_topics, corpus.n_words
         self.n_words = V
+        self.vocab = corpus.vocab
         self.doc_offset = corpus.doc_offset
         doc_ptr, words = corpus.tokens()
         n_local = words.shape[0]
@@ -531,15 +514,10 @@ class LDA:
         tokens are folded in with the counts fixed and the others scored.
         """
         doc_ptr, words = heldout.tokens()
-        obs_ptr, obs_w, held_ptr, held_w = completion_split(doc_ptr, self.internal_ids[words])
         state = kern.seed_state(self.seed + 104729 * (self.iteration + 1), self.comm.rank)
-        ndk = kern.fold_in(obs_ptr, obs_w, self.nwk, self.nk, self.alpha, self.beta, state,
-                           sweeps=sweeps, mh_steps=self.mh_steps)
-        ll = kern.heldout_log_likelihood(held_ptr, held_w, ndk, self.alpha, self.nwk, self.nk,
-                                         self.beta)
-        buf = np.array([ll, float(held_w.shape[0])])
-        self.comm.allreduce(buf)
-        return math.exp(-buf[0] / buf[1]) if buf[1] > 0 else float("nan")
+        return completion_perplexity(doc_ptr, self.internal_ids[words], self.nwk, self.nk,
+                                     self.alpha, self.beta, state, self.comm, sweeps=sweeps,
+                                     mh_steps=self.mh_steps)
 
     # ---------------------------------------------------------------- results
     def doc_topics(self):
@@ -551,8 +529,7 @@ class LDA:
         K = self.n_topics
         doc_of = np.repeat(np.arange(n_docs), np.diff(self.doc_ptr))
         ndk = np.bincount(doc_of * K + self.z, minlength=n_docs * K).reshape(n_docs, K)
-        theta = (ndk + self.alpha) / (np.diff(self.doc_ptr)[:, None] + self.alpha.sum())
-        return theta.astype(np.float32)
+        return proportions(ndk, self.alpha)
 
     def word_topic(self):
         """Word-topic counts (V, K) by input word id (a copy)."""
@@ -563,9 +540,89 @@ class LDA:
         return ((self.word_topic().T + self.beta)
                 / (self.nk[:, None] + self.beta * self.n_words))
 
+    def topic_model(self):
+        """The trained topics with their counts fixed (a copy), for new documents."""
+        return TopicModel(self.word_topic(), self.alpha, self.beta, self.comm, vocab=self.vocab)
+
     def top_words(self, n=10, vocab=None):
-        """The ``n`` most probable words of every topic (ids, or words with ``vocab``)."""
-        order = np.argsort(-self.word_topic().T.astype(np.int64), axis=1, kind="stable")[:, :n]
-        if vocab is None:
-            return order.tolist()
-        return [[vocab[i] for i in row] for row in order]
+        """The ``n`` most probable words of every topic (words of ``vocab``, by
+        default the training corpus's, else ids)."""
+        return self.topic_model().top_words(n, vocab)
+
+    def transform(self, corpus, *, sweeps=30, seed=None):
+        """Topic proportions of new documents (this rank's), float32 (D, K).
+
+        Folded in with the trained counts fixed, ``mh_steps`` proposal pairs
+        per token; rank r draws from stream r of ``seed`` (default the
+        model's).  See :meth:`hpcml.topics.model.TopicModel.transform`.
+        """
+        return self.topic_model().transform(corpus, sweeps=sweeps, mh_steps=self.mh_steps,
+                                            seed=self.seed if seed is None else seed)
+
+    def save(self, path, *, doc_ids=None, params=None):
+        """Write the model file (collective): the counts, priors, history and
+        the training documents' topic proportions; read it back with
+        :meth:`hpcml.topics.model.TopicModel.load`.
+
+        Parameters
+        ----------
+        path : str
+        doc_ids : ndarray of int, optional
+            Global numbers of this rank's training documents (default the
+            contiguous range from the corpus's ``doc_offset``).
+        params : dict, optional
+            Provenance (default: the hyperparameters and iterations).
+        """
+        h = self.history
+        own = np.array([[r["compute_s"], r["comm_s"], r["bytes"]] for r in h]).reshape(1, -1, 3)
+        per_rank = self.comm.allgatherv(own)  # ranks x iterations x 3
+        history = {"log_likelihood": _series(h, "log_likelihood"),
+                   "perplexity": _series(h, "perplexity"),
+                   "tokens_per_s": _series(h, "tokens_per_s"),
+                   "compute_s": per_rank[:, :, 0].T, "comm_s": per_rank[:, :, 1].T,
+                   "bytes": per_rank[:, :, 2].T.astype(np.int64)}
+        if doc_ids is None:
+            doc_ids = np.arange(self.doc_ptr.shape[0] - 1) + self.doc_offset
+        if params is None:
+            params = {"n_topics": self.n_topics, "sampler": self.sampler,
+                      "mh_steps": self.mh_steps, "sync_every": self.sync_every,
+                      "staleness": self.staleness, "exchange": self.exchange,
+                      "optimize_every": self.optimize_every, "seed": self.seed,
+                      "init": self.init, "layout": self.layout, "iterations": self.iteration}
+        self.topic_model().save(path, history=history, doc_topics=self.doc_topics(),
+                                doc_ids=doc_ids, params=params)
+
+    # ------------------------------------------------------------ checkpoints
+    def checkpoint_state(self):
+        """What continues this chain: ``{"replicated": {...}, "sharded": {...}}``
+        arrays (equal on every rank, and this rank's); see :meth:`resume`."""
+        h = self.history
+        own = np.array([[r["compute_s"], r["comm_s"], r["bytes"]] for r in h]).reshape(-1, 3)
+        return {"replicated": {"alpha": self.alpha, "beta": np.array(self.beta),
+                               "log_likelihood": _series(h, "log_likelihood"),
+                               "perplexity": _series(h, "perplexity"),
+                               "tokens_per_s": _series(h, "tokens_per_s")},
+                "sharded": {"z": self.z, "rng": self.state, "timing": own}}
+
+    def resume(self, corpus, comm, replicated, sharded, iteration):
+        """Set up from a :meth:`checkpoint_state` saved after ``iteration`` sweeps, with
+        the same corpus shards and rank count (collective); :meth:`fit` then
+        continues exactly as the uninterrupted chain would."""
+        self.alpha = replicated["alpha"]
+        self.beta = float(replicated["beta"])
+        self.setup(corpus, comm, z=sharded["z"], rng_state=sharded["rng"])
+        self.iteration = iteration
+        own = sharded["timing"]
+        self.history = []
+        for i in range(own.shape[0]):
+            rec = {"iteration": i + 1, "compute_s": own[i, 0], "comm_s": own[i, 1],
+                   "bytes": own[i, 2], "tokens_per_s": replicated["tokens_per_s"][i], "modes": []}
+            for key in ("log_likelihood", "perplexity"):
+                if not np.isnan(replicated[key][i]):
+                    rec[key] = float(replicated[key][i])
+            self.history.append(rec)
+        return self
+
+
+def _series(history, key):
+    return np.array([r.get(key, np.nan) for r in history], dtype=np.float64)
