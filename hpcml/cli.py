@@ -1,20 +1,20 @@
 """The ``hpcml`` command: one subcommand per workload, plus info, run, demo and data.
 
 Each workload module registers its own subcommands (``register(subparsers,
-common)``) and handles them with ``run(args, comm) -> dict``.  This module
-owns the process-wide policy: threads per rank, logging on rank 0, the MPI
-communicator, stop signals, exit codes (2 for bad input, 1 for internal
-errors) and aborting the whole job when one rank fails alone.
+common)``) and handles them with ``run(args, comm) -> dict``, declared with
+:func:`hpcml.command.command`.  This module owns the process-wide set-up:
+threads per rank, logging on rank 0 and the MPI communicator; the life of
+the job (paths, stop signals, exit codes) is :func:`hpcml.command.run_job`.
 """
 
 import argparse
 import importlib
-import json
 import logging
 import os
 import sys
 
-from hpcml import __version__
+from hpcml import __version__, stop
+from hpcml.command import command
 from hpcml.errors import HpcmlError, InputError
 from hpcml.runtime import launcher_rank, limit_threads
 
@@ -120,15 +120,7 @@ def _setup_logging(level, rank):
     log.setLevel(level if rank == 0 or level == logging.DEBUG else logging.ERROR)
 
 
-def _format_timings(report, size):
-    def cell(key, scale=1.0):
-        figures = report[key]
-        return "/".join(f"{figures[q] * scale:.3g}" for q in ("min", "median", "max"))
-    return (f"timings over {size} rank(s), min/median/max: compute {cell('compute_s')} s, "
-            f"communication {cell('comm_s')} s, I/O {cell('io_s')} s, "
-            f"moved {cell('bytes', 1e-6)} MB")
-
-
+@command(outputs=())
 def _info(args, comm):
     """Versions and the runtime set-up, printed by rank 0."""
     import h5py
@@ -164,10 +156,9 @@ def _info(args, comm):
 
 def _demo(args):
     """Run each demo step under ``mpiexec -n RANKS hpcml run STEP``."""
-    import subprocess
     import tomllib
 
-    from hpcml.launch import mpiexec_command
+    from hpcml.launch import mpiexec_command, run_child
 
     try:
         with open(args.jobs, "rb") as handle:
@@ -180,7 +171,7 @@ def _demo(args):
     for step in steps:
         command = mpiexec_command(args.ranks, ["run", os.path.join(base, step)])
         print(f"\n$ {' '.join(command)}", flush=True)
-        code = subprocess.call(command)
+        code = run_child(command).returncode
         if code:
             print(f"hpcml: error: demo step {step} failed with exit code {code}", file=sys.stderr)
             return code
@@ -195,40 +186,25 @@ def main(argv=None):
         root = build_parser()
         args = root.parse_args(argv)
         if args.command == "demo":
+            stop.install(at_safe_points=False, why="the demo step running was stopped too")
             return _demo(args)
         if args.command == "run":
             args = _expand_job(root, args)
-    except InputError as exc:
+    except HpcmlError as exc:
         if launcher_rank() == 0:
-            print(f"hpcml: error: {exc}", file=sys.stderr)
+            print(f"{exc.prefix}{exc}", file=sys.stderr)
         return exc.exit_code
     return _run_job(args)
 
 
 def _run_job(args):
-    from hpcml.checkpoint import install_signal_handlers
-    from hpcml.comm import Comm, abort, install_abort_hook
+    from hpcml.command import run_job
+    from hpcml.comm import Comm, install_abort_hook
 
     comm = Comm.world()
     _setup_logging(args.log_level, comm.rank)
     install_abort_hook()
-    install_signal_handlers()
-    try:
-        summary = args.handler(args, comm) or {}
-        report = comm.timing_report()
-    except HpcmlError as exc:
-        if not exc.collective and not comm.failed_together():
-            abort(exc.exit_code, f"{exc.prefix}{exc} (rank {comm.rank})")
-        if comm.rank == 0:
-            print(f"{exc.prefix}{exc}", file=sys.stderr, flush=True)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        abort(130, f"hpcml: interrupted (rank {comm.rank})")
-    if comm.rank == 0:
-        log.info(_format_timings(report, comm.size))
-        if args.json:
-            print(json.dumps({**summary, "timings": report}, default=str), flush=True)
-    return 0
+    return run_job(args, comm)
 
 
 if __name__ == "__main__":

@@ -45,13 +45,13 @@ whole run.
 
 import json
 import os
-import subprocess
 import time
 import tomllib
 
 import numpy as np
 import scipy.sparse as sp
 
+from hpcml.command import command
 from hpcml.errors import HpcmlError, InputError
 
 #: Singular values (relative to the largest) and explained variance ratios.
@@ -94,7 +94,7 @@ def run_hpcml(job, sets, ranks, run_dir):
     The job's output (and checkpoints, when it has any) go to ``run_dir`` so
     that a comparison neither overwrites nor resumes from the job's own files.
     """
-    from hpcml.launch import mpiexec_command
+    from hpcml.launch import mpiexec_command, run_child
 
     with open(job, "rb") as handle:
         raw = tomllib.load(handle)
@@ -105,7 +105,7 @@ def run_hpcml(job, sets, ranks, run_dir):
     command = mpiexec_command(ranks, ["run", job, "--json",
                                       *[w for s in overrides for w in ("--set", s)]])
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = run_child(command, capture=True)
     wall = time.perf_counter() - start
     if done.returncode:
         last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
@@ -369,6 +369,7 @@ def _write_json(result, path):
     os.replace(tmp, path)
 
 
+@command(inputs=("job",), outputs=(), output_dirs=("run_dir",))
 def run_compare(args, comm):
     """Run both engines, print the table, write compare.json and compare.png."""
     from hpcml import jobs

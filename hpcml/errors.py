@@ -18,13 +18,20 @@ class HpcmlError(Exception):
         self.collective = collective
 
 
-class InputError(HpcmlError):
-    """Bad input or usage: a one-line message naming the problem, exit code 2."""
+class InputError(HpcmlError, ValueError):
+    """Bad input or usage: a one-line message naming the problem, exit code 2.
+
+    A ``ValueError`` too, so that library callers catch it as they would
+    scikit-learn's or numpy's.
+    """
 
     exit_code = 2
 
 
 class ConvergenceError(HpcmlError):
-    """An iterative method stopped before reaching its tolerance, exit code 3."""
+    """An iterative method stopped before reaching its tolerance, exit code 2.
 
-    exit_code = 3
+    The user fixes it as bad input: more iterations, a looser tolerance.
+    """
+
+    exit_code = 2

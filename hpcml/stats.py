@@ -11,6 +11,7 @@ import logging
 import numpy as np
 
 from hpcml.checkpoint import Checkpointer, add_arguments
+from hpcml.command import command
 from hpcml.errors import InputError
 from hpcml.io import read_matrix
 from hpcml.io.hdf5 import write_output
@@ -63,11 +64,7 @@ def spectral_norm(A, checkpointer, max_iter=200, tol=1e-10, seed=0):
         converged = growth == 0.0 or (tol > 0 and bool(history) and abs(lam - history[-1]) <= tol * lam)
         history.append(lam)
         progress.update(it, sigma=float(np.sqrt(lam)))
-        state = {"replicated": {"v": v, "history": np.array(history)}}
-        if checkpointer.due(it):
-            checkpointer.save(it, **state)
-        if checkpointer.stop_requested():
-            checkpointer.stop(it, **state)
+        checkpointer.step(it, lambda: {"replicated": {"v": v, "history": np.array(history)}})
     return {"sigma": float(np.sqrt(max(history[-1], 0.0))) if history else 0.0,
             "iterations": len(history), "converged": bool(converged), "history": history}
 
@@ -85,6 +82,7 @@ def register(subparsers, common):
     parser.set_defaults(handler=run)
 
 
+@command(inputs=("input",), checkpoints=True, resumable=("power_iterations",))
 def run(args, comm):
     """Read, compute, write; returns the summary printed with ``--json``."""
     if args.power_iterations < 0 or args.tol < 0:

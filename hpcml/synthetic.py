@@ -8,6 +8,7 @@ values are known exactly) or a random sparse CSR matrix.
 import numpy as np
 import scipy.sparse as sp
 
+from hpcml.command import command
 from hpcml.errors import InputError
 
 
@@ -72,12 +73,11 @@ def register(subparsers, common):
     parser.set_defaults(handler=run)
 
 
+@command(required=("output",))
 def run(args, comm):
     """Generate on rank 0, write atomically, and let every rank return the same summary."""
     from hpcml.io.hdf5 import atomic_file, parse_spec, write_matrix
 
-    if not args.output:
-        raise InputError("data matrix: --output FILE.h5:/DATASET is required", collective=True)
     if args.rows < 1 or args.cols < 1:
         raise InputError(f"data matrix: --rows and --cols must be >= 1, got {args.rows}x{args.cols}",
                          collective=True)

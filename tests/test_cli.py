@@ -122,7 +122,7 @@ def test_checkpoint_resume_equals_uninterrupted(data, tmp_path):
     common = ["stats", "--input", f"{folder}/in.h5:/A", "--tol", "0", "--json"]
     whole = hpcml(2, *common, "--power-iterations", 12)
     part = hpcml(2, *common, "--power-iterations", 7, "--checkpoint-dir", tmp_path, "--checkpoint-every", 3)
-    assert sorted(os.listdir(tmp_path)) == ["ckpt-00000003", "ckpt-00000006"]
+    assert sorted(n.rsplit("-", 1)[0] for n in os.listdir(tmp_path)) == ["ckpt-00000003", "ckpt-00000006"]
     rest = hpcml(2, *common, "--power-iterations", 12, "--checkpoint-dir", tmp_path, "--resume")
     for result in (whole, part, rest):
         assert result.returncode == 0, result
@@ -136,7 +136,7 @@ def test_resume_with_other_rank_count_is_refused(data, tmp_path):
             "--checkpoint-dir", tmp_path, "--checkpoint-every", 2]
     assert hpcml(2, *args).returncode == 0
     result = hpcml(3, *args, "--resume")
-    assert result.returncode == 2 and "written by 2 ranks" in result.stderr
+    assert result.returncode == 2 and "ranks was 2, is 3" in result.stderr, result
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
@@ -150,7 +150,7 @@ def test_stop_signal_checkpoints_and_exits_75(tmp_path, signum):
                             start_new_session=True)
     try:
         deadline = time.time() + 60
-        while not os.path.exists(tmp_path / "ck" / "ckpt-00000100") and time.time() < deadline:
+        while not list((tmp_path / "ck").glob("ckpt-*")) and time.time() < deadline:
             time.sleep(0.05)
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=30)

@@ -15,7 +15,9 @@ import contextlib
 import datetime
 import json
 import os
+import shutil
 import sys
+import time
 
 import h5py
 import numpy as np
@@ -187,6 +189,44 @@ def _fsync_dir(path):
 def _tmp_name(path, tag):
     folder, base = os.path.split(os.path.abspath(path))
     return os.path.join(folder, f".{base}.tmp-{tag}")
+
+
+#: A temporary file untouched for this long, whose writer's process is gone
+#: from this host, was left by a killed job.
+_STALE_SECONDS = 60
+
+
+def _pid_is_dead(tag):
+    """True if ``tag`` is the id of no process on this host."""
+    if not str(tag).isdigit():
+        return False
+    try:
+        os.kill(int(tag), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def remove_dead_temporaries(folder, prefix):
+    """Remove what a killed writer (SIGKILL, node failure) left half-written in ``folder``.
+
+    Only entries ``PREFIX...tmp-PID`` whose process no longer exists on this
+    host and which nobody has touched for a minute; files or folders.
+    """
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(prefix) and ".tmp-" in n]
+    except OSError:
+        return
+    for name in names:
+        tmp = os.path.join(folder, name)
+        with contextlib.suppress(OSError):
+            if _pid_is_dead(name.rpartition(".tmp-")[2]) and time.time() - os.stat(tmp).st_mtime > _STALE_SECONDS:
+                if os.path.isdir(tmp):
+                    shutil.rmtree(tmp)
+                else:
+                    os.remove(tmp)
 
 
 def commit_file(tmp, path):

@@ -11,6 +11,7 @@ import logging
 
 import numpy as np
 
+from hpcml.command import command
 from hpcml.errors import InputError
 from hpcml.io import read_matrix
 from hpcml.io.hdf5 import write_output
@@ -65,6 +66,7 @@ def _facts(result):
             "matvecs": int(result.matvecs), "tol": float(result.tol), "converged": result.n_converged}
 
 
+@command(inputs=("input",))
 def run_svd(args, comm):
     """``hpcml svd``: returns the summary printed with ``--json``."""
     A = _read(args, comm)
@@ -85,6 +87,7 @@ def run_svd(args, comm):
     return {"input": args.input, "shape": list(A.shape), "output": args.output, **result.summary()}
 
 
+@command(inputs=("input",))
 def run_pca(args, comm):
     """``hpcml pca``: returns the summary printed with ``--json``."""
     A = _read(args, comm)

@@ -7,6 +7,7 @@ import h5py
 import numpy as np
 
 from hpcml.checkpoint import Checkpointer, add_arguments
+from hpcml.command import command
 from hpcml.errors import InputError
 from hpcml.io import read_matrix
 from hpcml.io.hdf5 import parse_spec, read_replicated, read_rows, write_output
@@ -122,7 +123,11 @@ def _read_problem(args, comm):
 
 
 def _checkpoint_callback(args, comm, check_every=20):
-    """Save ``x`` every ``--checkpoint-every`` iterations and stop on SIGTERM/SIGUSR1."""
+    """Save ``x`` every ``--checkpoint-every`` iterations and stop on SIGTERM/SIGUSR1.
+
+    A signal is looked for every ``check_every`` iterations: one allreduce
+    per iteration would cost more than the iteration on small problems.
+    """
     checkpointer = Checkpointer.from_args(args, comm)
     saved = checkpointer.latest() if checkpointer.resume else None
     x0 = None
@@ -131,11 +136,7 @@ def _checkpoint_callback(args, comm, check_every=20):
         log.info("resuming from the checkpoint of iteration %d (momentum restarts)", saved.iteration)
 
     def callback(k, x, _objective, _Lx):
-        state = {"replicated": {"x": x}}
-        if checkpointer.due(k):
-            checkpointer.save(k, **state)
-        if k % check_every == 0 and checkpointer.stop_requested():
-            checkpointer.stop(k, **state)
+        checkpointer.step(k, lambda: {"replicated": {"x": x}}, check_every)
         return False
     return x0, callback
 
@@ -166,6 +167,7 @@ def _write(args, comm, result, extra_small=None, sharded=None):
 # -- handlers ------------------------------------------------------------------------
 
 
+@command(inputs=("input", "rhs"), checkpoints=True, resumable=("max_iter",))
 def run_lasso(args, comm):
     """Read A and b, solve the LASSO, write x and the history."""
     _check_positive(lam=args.lam, lam_ratio=args.lam_ratio, tol=args.tol)
@@ -231,6 +233,7 @@ def _read_lp(args, comm):
     return (c, *pieces, (lower, upper), 1.0, 0.0, None)
 
 
+@command(inputs=("input",))
 def run_lp(args, comm):
     """Read an LP, solve it through the smoothed conic dual, report an honest status.
 
@@ -272,6 +275,7 @@ def _make_prox(args):
             "linf_ball": lambda: P.linf_ball(weight)}[args.prox]()
 
 
+@command(inputs=("input", "rhs"), checkpoints=True, resumable=("max_iter",))
 def run_solve(args, comm):
     """Compose f, the matrix operator and h from their names and minimise."""
     _check_positive(tol=args.tol, tau=args.tau)
@@ -310,8 +314,6 @@ def run_solve(args, comm):
 def _generate(args, comm, make):
     from hpcml.io.hdf5 import atomic_file
 
-    if not args.output:
-        raise InputError("--output FILE.h5 is required", collective=True)
     if args.rows < 1 or args.cols < 1:
         raise InputError(f"--rows and --cols must be >= 1, got {args.rows}x{args.cols}", collective=True)
     summary = None
@@ -322,6 +324,7 @@ def _generate(args, comm, make):
     return comm.bcast_obj(summary)
 
 
+@command(outputs=("output",), required=("output",))
 def run_data_lasso(args, comm):
     """Write ``/A``, ``/b`` and ``/x_true`` of a synthetic sparse regression."""
     from hpcml.optim.synthetic import lasso_problem
@@ -334,6 +337,7 @@ def run_data_lasso(args, comm):
     return _generate(args, comm, make)
 
 
+@command(outputs=("output", "mps"), required=("output",))
 def run_data_lp(args, comm):
     """Write a random LP with a known optimum (``x_star``, ``objective`` attribute)."""
     from hpcml.io.hdf5 import write_matrix

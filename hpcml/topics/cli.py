@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from hpcml.checkpoint import Checkpointer, add_arguments
+from hpcml.command import command
 from hpcml.errors import InputError
 from hpcml.io.hdf5 import write_output
 from hpcml.topics.corpus import FORMATS, load_corpus, read_corpus, split_heldout, write_corpus
@@ -150,6 +151,8 @@ def _check_train_args(args):
         raise InputError("lda train: --heldout must be in [0, 1)", collective=True)
 
 
+@command(inputs=("input", "vocab", "stop_words"), checkpoints=True,
+         resumable=("iterations", "top_words", "ll_every", "eval_every", "heldout_sweeps"))
 def run_train(args, comm):
     """Train, print the top words, write the model; returns the summary."""
     _check_train_args(args)
@@ -172,11 +175,7 @@ def run_train(args, comm):
         model.setup(train_docs, comm)
 
     def checkpoint(m):
-        state = m.checkpoint_state()
-        if checkpointer.due(m.iteration):
-            checkpointer.save(m.iteration, **state)
-        if checkpointer.stop_requested():
-            checkpointer.stop(m.iteration, **state)
+        checkpointer.step(m.iteration, m.checkpoint_state)
         return False
 
     _log_setup(model, n_docs, local.n_docs - train_docs.n_docs, comm)
@@ -196,15 +195,10 @@ def run_train(args, comm):
     if perps:
         summary["perplexity"] = perps[-1]
     if args.output:
-        model.save(args.output, doc_ids=train_ids, params=_params(args))
+        model.save(args.output, doc_ids=train_ids, params=vars(args))
         summary["output"] = args.output
     model.close()
     return summary
-
-
-def _params(args):
-    """The options as an output's provenance."""
-    return {k: v for k, v in vars(args).items() if k != "handler"}
 
 
 def _log_setup(model, n_docs, n_held, comm):
@@ -238,6 +232,7 @@ def _print_topics(top, args, comm):
 
 
 # ------------------------------------------------------------ infer/topics
+@command(inputs=("model", "input", "vocab", "stop_words"))
 def run_infer(args, comm):
     """Fold new documents into a trained model; write their topic proportions."""
     if args.sweeps < 1 or args.mh_steps < 1:
@@ -255,11 +250,12 @@ def run_infer(args, comm):
     if args.output:
         ids = np.arange(local.n_docs, dtype=np.int64) + local.doc_offset
         write_output(args.output, comm, sharded={"doc_topics": theta, "doc_ids": ids},
-                     params=_params(args))
+                     params=vars(args))
         summary["output"] = args.output
     return summary
 
 
+@command(inputs=("model",), outputs=())
 def run_topics(args, comm):
     """Print the most probable words of every topic of a model."""
     top = TopicModel.load(args.model, comm).top_words(args.top_words)
@@ -268,10 +264,9 @@ def run_topics(args, comm):
 
 
 # ------------------------------------------------------------ data corpus
+@command(inputs=("input", "vocab", "stop_words"), outputs=("output", "vocab_output"), required=("output",))
 def run_convert(args, comm):
     """Convert a corpus (rank 0 reads and writes)."""
-    if not args.output:
-        raise InputError("data corpus convert: --output is required", collective=True)
     info = None
     with comm.io(), comm.guard():
         if comm.rank == 0:
@@ -282,12 +277,11 @@ def run_convert(args, comm):
     return comm.bcast_obj(info)
 
 
+@command(required=("output",))
 def run_synthetic(args, comm):
     """Draw a corpus from LDA (rank 0) and write it with its true topics."""
     from hpcml.topics.synthetic import lda_corpus
 
-    if not args.output:
-        raise InputError("data corpus synthetic: --output is required", collective=True)
     if min(args.docs, args.words, args.topics, args.doc_length) < 1 or args.alpha <= 0 \
             or args.beta <= 0:
         raise InputError("data corpus synthetic: sizes must be >= 1 and alpha, beta > 0",

@@ -23,6 +23,7 @@ import os
 import h5py
 import numpy as np
 
+from hpcml.command import command
 from hpcml.errors import InputError
 
 log = logging.getLogger("hpcml")
@@ -124,12 +125,11 @@ def register(subparsers, common):
 
 
 # ----------------------------------------------------------------------- data
+@command(outputs=(), output_dirs=("output",), required=("output",))
 def run_shapes(args, comm):
     """Generate the synthetic tree on rank 0."""
     from hpcml.vision.shapes import CLASSES, generate_tree
 
-    if not args.output:
-        raise InputError("data shapes: --output ROOT (a directory) is required", collective=True)
     classes = None if args.classes is None else [c.strip() for c in args.classes.split(",")]
     unknown = sorted(set(classes or []) - set(CLASSES))
     if unknown:
@@ -143,13 +143,11 @@ def run_shapes(args, comm):
     return {"output": args.output, "files": comm.bcast_obj(count)}
 
 
+@command(inputs=("root",), required=("output",))
 def run_preprocess(args, comm):
     """``data voxelize`` / ``data render``."""
     from hpcml.vision.preprocess import preprocess
 
-    if not args.output:
-        raise InputError(f"data {'voxelize' if args.kind == 'voxels' else 'render'}: "
-                         "--output FILE.h5 is required", collective=True)
     if args.kind == "voxels":
         if args.object_size > args.grid:
             raise InputError(f"--object-size {args.object_size} does not fit in --grid {args.grid}",
@@ -181,6 +179,7 @@ def _require_torch():
                          collective=True) from None
 
 
+@command(inputs=("data",), required=("output",), checkpoints=True, resumable=("epochs",))
 def run_train(args, comm):
     """Train, then score the validation and test splits and write the model file."""
     _require_torch()
@@ -192,8 +191,6 @@ def run_train(args, comm):
     from hpcml.vision.preprocess import load_split
     from hpcml.vision.trainer import TrainConfig, evaluate, train
 
-    if not args.output:
-        raise InputError("cnn train: --output MODEL.h5 is required", collective=True)
     if not 0 <= args.val_fraction < 1:
         raise InputError(f"--val-fraction must be in [0, 1), got {args.val_fraction}",
                          collective=True)
@@ -239,12 +236,8 @@ def run_train(args, comm):
             "kind": full.kind, "val_fraction": args.val_fraction, "seed": args.seed}
     write_output(args.output, comm, small=small if comm.rank == 0 else {},
                  attrs={"model": args.model, "cnn_model": json.dumps(meta)},
-                 params=vars_for_provenance(args))
+                 params=vars(args))
     return {**summary, "output": args.output}
-
-
-def vars_for_provenance(args):
-    return {k: v for k, v in vars(args).items() if not callable(v)}
 
 
 def load_model_file(path, comm):
@@ -267,6 +260,7 @@ def load_model_file(path, comm):
     return content
 
 
+@command(inputs=("model_file", "data"))
 def run_eval(args, comm):
     """Score the test split with a trained network."""
     _require_torch()
@@ -306,10 +300,11 @@ def run_eval(args, comm):
     if args.output:
         from hpcml.io.hdf5 import write_output
         write_output(args.output, comm, small=small, attrs={"model": attrs["model"]},
-                     params=vars_for_provenance(args))
+                     params=vars(args))
     return comm.bcast_obj(summary)
 
 
+@command(inputs=("model_files",))
 def run_fuse(args, comm):
     """Choose fusion weights on validation scores; report test accuracy (rank 0 computes)."""
     from hpcml.vision.fusion import choose_weights, fuse
@@ -325,7 +320,7 @@ def run_fuse(args, comm):
         from hpcml.io.hdf5 import write_output
         write_output(args.output, comm, small={"weights": np.asarray(summary["weights"])},
                      attrs={"models": json.dumps(args.model_files)},
-                     params=vars_for_provenance(args))
+                     params=vars(args))
     return summary
 
 

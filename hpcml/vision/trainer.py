@@ -240,12 +240,8 @@ def train(model, arch, data, comm, config, checkpointer=None, device=None, show_
                 if bar is not None:
                     bar.update(step + 1, loss=loss_sum / max(len(idx), 1))
                 if checkpointer is not None:
-                    if checkpointer.stop_requested():
-                        checkpointer.stop(global_step, **_state(model, optimizer, arch, epoch,
-                                                                step + 1, device))
-                    if checkpointer.due(global_step):
-                        checkpointer.save(global_step, **_state(model, optimizer, arch, epoch,
-                                                                step + 1, device))
+                    checkpointer.step(global_step, lambda: _state(model, optimizer, arch, epoch,
+                                                                  step + 1, device))
             start_step = 0
             totals = comm.allreduce(np.asarray(sums, dtype=np.float64).reshape(-1, 3), op="sum")
             seconds = time.perf_counter() - t0
