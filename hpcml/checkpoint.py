@@ -123,8 +123,9 @@ class Checkpointer:
         """Build from ``--checkpoint-dir``/``--checkpoint-every``/``--resume`` and the job's identity."""
         from hpcml.command import job_identity
 
-        return cls(args.checkpoint_dir, comm, every=args.checkpoint_every, resume=args.resume,
-                   job=job_identity(args))
+        # Rank 0 reads the inputs' facts: one look at the file system, not one per rank.
+        job = comm.bcast_obj(job_identity(args) if comm.rank == 0 else None)
+        return cls(args.checkpoint_dir, comm, every=args.checkpoint_every, resume=args.resume, job=job)
 
     def due(self, iteration):
         """True when ``iteration`` is a multiple of ``every``."""

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from hpcml import slurm
+from hpcml.command import command
 from hpcml.errors import InputError
 
 
@@ -154,6 +155,7 @@ def job_arguments(args, spec, options, run_dir):
     return words, resume
 
 
+@command(inputs=("job",), outputs=(), output_dirs=("run_dir",))
 def run_submit(args, comm):
     """Render (and unless ``--dry-run``, submit) the batch script for ``args.job``."""
     from hpcml import jobs
@@ -188,6 +190,7 @@ def run_submit(args, comm):
     return summary
 
 
+@command(inputs=("run_dir",), outputs=())
 def run_status(args, comm):
     """Report the state of a submitted run."""
     info = slurm.status(args.run_dir)
@@ -199,6 +202,7 @@ def run_status(args, comm):
     return info
 
 
+@command(inputs=("run_dir",), outputs=())
 def run_cancel(args, comm):
     """Cancel a submitted run, or signal its batch script."""
     info = slurm.cancel(args.run_dir, args.signal)
