@@ -132,3 +132,66 @@ def test_lasso_checkpoint_and_resume(tmp_path):
     fresh = summary(hpcml(1, *common[:-2]))
     assert whole["status"] == fresh["status"] == "converged"
     assert abs(whole["objective"] - fresh["objective"]) <= 1e-10 * fresh["objective"]
+
+
+def _datasets(path):
+    with h5py.File(path, "r") as handle:
+        found = {}
+        handle.visititems(lambda name, obj: found.update({name: obj[()]})
+                          if isinstance(obj, h5py.Dataset) else None)
+        return found, dict(handle.attrs)
+
+
+def test_library_gives_what_lp_command_writes(tmp_path):
+    import filecmp
+
+    from hpcml.io.lp import read_lp
+    from hpcml.optim import problems, synthetic
+
+    comm = Comm.self_comm()
+    data = tmp_path / "lp.h5"
+    made = summary(hpcml(1, "data", "lp", "--rows", 7, "--cols", 20, "--inequalities", 3,
+                         "--density", 0.4, "--seed", 5, "--output", data, "--mps", tmp_path / "lp.mps",
+                         "--json"))
+    objective = synthetic.write_random_lp(tmp_path / "own.h5", 7, 20, 3, 0.4, 5, mps=tmp_path / "own.mps")
+    assert objective == made["objective"]
+    assert filecmp.cmp(data, tmp_path / "own.h5", shallow=False)
+    assert filecmp.cmp(tmp_path / "lp.mps", tmp_path / "own.mps", shallow=False)
+    (tmp_path / "wyndor.mps").write_text(CLASSIC["wyndor"])
+    # An HDF5 model (sharded marginals) and an MPS model that maximises (marginals per file row).
+    for model, rows in ((str(data), ("marginals/eq", "marginals/ub")),
+                        (str(tmp_path / "wyndor.mps"), ("marginals/rows",))):
+        got = summary(hpcml(1, "lp", "--input", model, "--mu", 0.01, "--output", tmp_path / "x.h5",
+                            "--json"))
+        result = problems.solve_lp(read_lp(model, comm), comm, mu=0.01)
+        written, attrs = _datasets(tmp_path / "x.h5")
+        assert result["iterations"] == got["iterations"] == attrs["iterations"]
+        assert result["objective"] == pytest.approx(attrs["objective"], rel=1e-12)
+        for key in ("x", "reduced_costs", *rows):
+            np.testing.assert_allclose(result[key.replace("/", "_")], written[key], rtol=1e-10,
+                                       atol=1e-12)
+        assert not set(written) & {"marginals/eq", "marginals/ub", "marginals/rows"} - set(rows)
+
+
+def test_composite_gives_what_solve_command_writes(tmp_path):
+    from hpcml.distmat import DistMatrix
+    from hpcml.optim import problems
+
+    rng = np.random.default_rng(7)
+    A = rng.standard_normal((41, 6))
+    labels = np.where(A @ rng.standard_normal(6) + 0.5 * rng.standard_normal(41) > 0, 1.0, -1.0)
+    with h5py.File(tmp_path / "d.h5", "w") as handle:
+        handle["A"], handle["y"] = A, labels
+    comm = Comm.self_comm()
+    for options in ({"smooth": "logistic", "prox": "l1", "weight": 0.5},
+                    {"smooth": "huber", "tau": 0.5, "prox": "box", "lower": -0.2, "upper": 0.3}):
+        flags = [str(v) if i % 2 else f"--{v}" for item in options.items() for i, v in enumerate(item)]
+        got = summary(hpcml(1, "solve", "--input", f"{tmp_path}/d.h5:/A", "--rhs", f"{tmp_path}/d.h5:/y",
+                            *flags, "--output", tmp_path / "x.h5", "--json"))
+        result = problems.composite(DistMatrix(A, comm), labels, **options)
+        written, attrs = _datasets(tmp_path / "x.h5")
+        assert result["status"] == got["status"] == "converged"
+        assert result["iterations"] == got["iterations"] > 1
+        assert result["objective"] == pytest.approx(got["objective"], rel=1e-12)
+        assert result["dual_residual"] == pytest.approx(attrs["dual_residual"], rel=1e-8, abs=1e-14)
+        np.testing.assert_allclose(result["x"], written["x"], rtol=1e-10, atol=1e-12)

@@ -1,26 +1,19 @@
 """``hpcml lasso``, ``hpcml lp``, ``hpcml solve`` and the ``hpcml data lasso|lp`` generators."""
 
 import logging
-import os
 
-import h5py
 import numpy as np
 
 from hpcml.checkpoint import Checkpointer, add_arguments
 from hpcml.command import command
 from hpcml.errors import InputError
-from hpcml.io import read_matrix
-from hpcml.io.hdf5 import parse_spec, read_replicated, read_rows, write_output
-from hpcml.operator import MatrixOperator
-from hpcml.optim import prox as P
-from hpcml.optim import problems
-from hpcml.optim.algorithms import METHODS, minimize
-from hpcml.optim.smooth import Huber, Logistic, Quadratic
+from hpcml.io.hdf5 import write_output
+from hpcml.io.lp import read_lp
+from hpcml.io.system import read_system
+from hpcml.optim import problems, synthetic
+from hpcml.optim.algorithms import METHODS
 
 log = logging.getLogger("hpcml")
-
-SMOOTH = ("quadratic", "huber", "logistic")
-PROX = ("zero", "l1", "nonneg", "box", "l2_ball", "linf_ball")
 
 
 def _solver_options(parser, tol):
@@ -69,10 +62,10 @@ def register(subparsers, common):
         description="Compose a smooth loss, the matrix operator and a prox-capable term.")
     solve.add_argument("--input", required=True, help="A as FILE.h5:/DATASET")
     solve.add_argument("--rhs", default=None, help="b (targets or ±1 labels) as FILE.h5:/DATASET")
-    solve.add_argument("--smooth", choices=SMOOTH, default="quadratic",
+    solve.add_argument("--smooth", choices=problems.SMOOTH, default="quadratic",
                        help="f: quadratic ½‖z − b‖², huber (threshold --tau) or logistic (labels b)")
     solve.add_argument("--tau", type=float, default=1.0, help="Huber threshold (default 1)")
-    solve.add_argument("--prox", choices=PROX, default="zero", help="h (default zero)")
+    solve.add_argument("--prox", choices=problems.PROX, default="zero", help="h (default zero)")
     solve.add_argument("--weight", type=float, default=1.0,
                        help="λ of l1; radius of the balls (default 1)")
     solve.add_argument("--lower", type=float, default=-np.inf, help="box lower bound")
@@ -107,19 +100,6 @@ def _check_positive(**values):
     for name, value in values.items():
         if value is not None and not value > 0:
             raise InputError(f"--{name.replace('_', '-')} must be > 0, got {value}", collective=True)
-
-
-def _read_problem(args, comm):
-    A = read_matrix(args.input, comm, name="A")
-    if A.shape[0] == 0 or A.shape[1] == 0:
-        raise InputError(f"{args.input} is empty (shape {A.shape})", collective=True)
-    if args.rhs is None:
-        return A, None
-    b, length = read_rows(args.rhs, comm)
-    comm.agree(b.ndim == 1 and length == A.shape[0],
-               f"{args.rhs} must be a vector of length {A.shape[0]} (the rows of A), "
-               f"has shape {(length, *b.shape[1:])}")
-    return A, b
 
 
 def _checkpoint_callback(args, comm, check_every=20):
@@ -171,10 +151,10 @@ def _write(args, comm, result, extra_small=None, sharded=None):
 def run_lasso(args, comm):
     """Read A and b, solve the LASSO, write x and the history."""
     _check_positive(lam=args.lam, lam_ratio=args.lam_ratio, tol=args.tol)
-    A, b = _read_problem(args, comm)
+    A, b = read_system(args.input, args.rhs, comm)
     lam = args.lam
     if lam is None:
-        lam = args.lam_ratio * float(np.abs(MatrixOperator(A).rmatvec(b)).max())
+        lam = args.lam_ratio * problems.lasso_lambda_max(A, b)
     x0, callback = _checkpoint_callback(args, comm)
     result = problems.lasso(A, b, lam, method=args.method, tol=args.tol, max_iter=args.max_iter,
                             mode=args.mode, x0=x0, callback=callback)
@@ -187,52 +167,6 @@ def run_lasso(args, comm):
     return summary
 
 
-def _read_lp(args, comm):
-    """``(c, A_eq, b_eq, A_ub, b_ub, bounds, sense, offset, model)`` from MPS (every rank parses) or HDF5.
-
-    ``model`` is the parsed :class:`~hpcml.io.mps.LinearProgram` (``None`` for HDF5).
-    """
-    from hpcml.distmat import DistMatrix
-    from hpcml.io.mps import read_mps
-
-    path = args.input
-    if path.lower().endswith(".mps"):
-        model = None
-        with comm.guard(), comm.io():
-            model = read_mps(path, args.mps_format)
-        A_eq, b_eq, A_ub, b_ub = model.standard_rows()
-        pieces = []
-        for A, b in ((A_eq, b_eq), (A_ub, b_ub)):
-            if A.shape[0]:
-                D = DistMatrix.from_global(A, comm)
-                pieces += [D, b[D.row_offset:D.row_offset + D.local_rows]]
-            else:
-                pieces += [None, None]
-        return (model.c, *pieces, (model.lower, model.upper), model.sense, model.offset, model)
-    file, group = (path, "/") if ":" not in path else parse_spec(path)
-    base = group.rstrip("/")
-    present = None
-    with comm.guard():
-        if not os.path.exists(file):
-            raise InputError(f"{file}: no such file")
-        with h5py.File(file, "r") as handle:
-            present = {k for k in ("A_eq", "A_ub", "lower", "upper") if f"{base}/{k}" in handle}
-    c = read_replicated(f"{file}:{base}/c", comm)
-    pieces = []
-    for kind in ("eq", "ub"):
-        if f"A_{kind}" in present:
-            A = read_matrix(f"{file}:{base}/A_{kind}", comm, name=f"A_{kind}")
-            b, length = read_rows(f"{file}:{base}/b_{kind}", comm)
-            comm.agree(length == A.shape[0], f"b_{kind} has {length} entries, A_{kind} {A.shape[0]} rows")
-            pieces += [A, b]
-        else:
-            pieces += [None, None]
-    n = c.shape[0]
-    lower = read_replicated(f"{file}:{base}/lower", comm) if "lower" in present else np.zeros(n)
-    upper = read_replicated(f"{file}:{base}/upper", comm) if "upper" in present else np.full(n, np.inf)
-    return (c, *pieces, (lower, upper), 1.0, 0.0, None)
-
-
 @command(inputs=("input",))
 def run_lp(args, comm):
     """Read an LP, solve it through the smoothed conic dual, report an honest status.
@@ -243,126 +177,73 @@ def run_lp(args, comm):
     model's own sense, to a right-hand side or a bound.  An HDF5 model gets
     ``marginals/eq`` and ``marginals/ub`` (one per row of ``A_eq`` and
     ``A_ub``, written rank by rank), an MPS model ``marginals/rows`` (one
-    per constraint row of the file, in its order).
+    per constraint row of the file, in its order): the fields of
+    :func:`hpcml.optim.problems.solve_lp`.
     """
     _check_positive(mu=args.mu, tol=args.tol, max_outer=args.max_outer, inner_max=args.inner_max)
-    c, A_eq, b_eq, A_ub, b_ub, bounds, sense, offset, model = _read_lp(args, comm)
-    result = problems.lp(c, A_eq, b_eq, A_ub, b_ub, bounds, mu=args.mu, method=args.method,
-                         tol=args.tol, max_outer=args.max_outer, inner_max=args.inner_max, comm=comm)
-    # Back to the model's own sense and constant term.
-    result["objective"] = sense * (result["objective"] + offset)
+    problem = read_lp(args.input, comm, args.mps_format)
+    result = problems.solve_lp(problem, comm, mu=args.mu, method=args.method, tol=args.tol,
+                               max_outer=args.max_outer, inner_max=args.inner_max)
     summary = _report("lp", result, comm)
     summary.update(gap=result["gap"], outer=result["outer"], mu=args.mu, method=args.method)
-    small = {"reduced_costs": sense * result["reduced_costs"]}
-    sharded = {}
-    if model is None:
-        sharded = {f"marginals/{kind}": result[f"marginals_{kind}"] for kind in ("eq", "ub")
-                   if f"marginals_{kind}" in result}
-    else:
-        full = [comm.allgatherv(result[key]) if key in result else np.zeros(0)
-                for key in ("marginals_eq", "marginals_ub")]
-        small["marginals/rows"] = model.row_marginals(*full)
+    small = {"reduced_costs": result["reduced_costs"]}
+    if "marginals_rows" in result:
+        small["marginals/rows"] = result["marginals_rows"]
+    sharded = {f"marginals/{kind}": result[f"marginals_{kind}"] for kind in ("eq", "ub")
+               if f"marginals_{kind}" in result}
     _write(args, comm, result, small, sharded)
     if args.output:
         summary["output"] = args.output
     return summary
 
 
-def _make_prox(args):
-    weight = args.weight
-    return {"zero": P.zero, "l1": lambda: P.l1(weight), "nonneg": P.nonneg,
-            "box": lambda: P.box(args.lower, args.upper), "l2_ball": lambda: P.l2_ball(weight),
-            "linf_ball": lambda: P.linf_ball(weight)}[args.prox]()
-
-
 @command(inputs=("input", "rhs"), checkpoints=True, resumable=("max_iter",))
 def run_solve(args, comm):
     """Compose f, the matrix operator and h from their names and minimise."""
     _check_positive(tol=args.tol, tau=args.tau)
-    if args.smooth in ("quadratic", "logistic") or args.rhs is not None:
-        if args.rhs is None:
-            raise InputError(f"solve: --smooth {args.smooth} needs --rhs", collective=True)
-    A, b = _read_problem(args, comm)
-    h = _make_prox(args)
-    if args.smooth == "quadratic":
-        f, offset = Quadratic(), -b
-    elif args.smooth == "huber":
-        f, offset = Huber(args.tau), (None if b is None else -b)
-    else:
+    if args.smooth in ("quadratic", "logistic") and args.rhs is None:
+        raise InputError(f"solve: --smooth {args.smooth} needs --rhs", collective=True)
+    A, b = read_system(args.input, args.rhs, comm)
+    if args.smooth == "logistic":
         comm.agree(bool(np.all(np.abs(b) == 1)), f"{args.rhs}: logistic labels must be -1 or +1")
-        f, offset = Logistic(b), None
     x0, callback = _checkpoint_callback(args, comm)
-    op = MatrixOperator(A)
-    result = minimize(f, op, h, x0=x0, offset=offset, method=args.method, tol=args.tol,
-                      max_iter=args.max_iter, callback=callback)
-    # Optimality as the gradient-mapping step at the final Lipschitz estimate:
-    # zero exactly at a minimiser, relative to the size of x.
-    grad = op.rmatvec(f.local(result.Lx)[1])
-    moved = result.x - h.prox(result.x - grad / result.L, 1.0 / result.L)[0]
-    dual = float(np.abs(moved).max()) / max(1.0, float(np.abs(result.x).max()))
-    out = {"x": result.x, "objective": result.objective, "primal_residual": 0.0,
-           "dual_residual": dual, "iterations": result.iterations,
-           "status": result.status, "seconds": result.seconds, "history": result.history}
-    summary = _report("solve", out, comm)
+    result = problems.composite(A, b, args.smooth, args.tau, args.prox, args.weight, args.lower,
+                                args.upper, method=args.method, tol=args.tol, max_iter=args.max_iter,
+                                x0=x0, callback=callback)
+    summary = _report("solve", result, comm)
     summary.update(smooth=args.smooth, prox=args.prox, method=args.method)
-    _write(args, comm, out)
+    _write(args, comm, result)
     if args.output:
         summary["output"] = args.output
     return summary
 
 
-def _generate(args, comm, make):
-    from hpcml.io.hdf5 import atomic_file
-
+def _on_rank_zero(args, comm, write):
+    """Run ``write()`` on rank 0 alone and give its value to every rank."""
     if args.rows < 1 or args.cols < 1:
         raise InputError(f"--rows and --cols must be >= 1, got {args.rows}x{args.cols}", collective=True)
-    summary = None
+    value = None
     with comm.guard():
         if comm.rank == 0:
-            with comm.io(), atomic_file(args.output) as tmp:
-                summary = make(tmp, np.random.default_rng(args.seed))
-    return comm.bcast_obj(summary)
+            with comm.io():
+                value = write()
+    return comm.bcast_obj(value)
 
 
 @command(outputs=("output",), required=("output",))
 def run_data_lasso(args, comm):
     """Write ``/A``, ``/b`` and ``/x_true`` of a synthetic sparse regression."""
-    from hpcml.optim.synthetic import lasso_problem
-
-    def make(tmp, rng):
-        A, b, x = lasso_problem(args.rows, args.cols, args.nonzeros, args.noise, rng)
-        with h5py.File(tmp, "w") as handle:
-            handle["A"], handle["b"], handle["x_true"] = A, b, x
-        return {"output": args.output, "shape": [args.rows, args.cols], "nonzeros": args.nonzeros}
-    return _generate(args, comm, make)
+    _on_rank_zero(args, comm, lambda: synthetic.write_lasso_problem(
+        args.output, args.rows, args.cols, args.nonzeros, args.noise, args.seed))
+    return {"output": args.output, "shape": [args.rows, args.cols], "nonzeros": args.nonzeros}
 
 
 @command(outputs=("output", "mps"), required=("output",))
 def run_data_lp(args, comm):
     """Write a random LP with a known optimum (``x_star``, ``objective`` attribute)."""
-    from hpcml.io.hdf5 import write_matrix
-    from hpcml.io.mps import write_mps
-    from hpcml.optim.synthetic import random_lp
-
     if not 0 < args.density <= 1:
         raise InputError(f"--density must be in (0, 1], got {args.density}", collective=True)
-
-    def make(tmp, rng):
-        lp = random_lp(args.rows, args.cols, args.density, rng, args.inequalities)
-        with h5py.File(tmp, "w") as handle:
-            handle["c"], handle["b_eq"], handle["x_star"] = lp["c"], lp["b_eq"], lp["x_star"]
-            handle.attrs["objective"] = lp["objective"]
-            if lp["A_ub"] is not None:
-                handle["b_ub"] = lp["b_ub"]
-        write_matrix(f"{tmp}:/A_eq", lp["A_eq"])
-        if lp["A_ub"] is not None:
-            write_matrix(f"{tmp}:/A_ub", lp["A_ub"])
-        if args.mps:
-            import scipy.sparse as sp
-            rows = [lp["A_eq"]] + ([lp["A_ub"]] if lp["A_ub"] is not None else [])
-            lo = [lp["b_eq"]] + ([np.full(args.inequalities, -np.inf)] if args.inequalities else [])
-            hi = [lp["b_eq"]] + ([lp["b_ub"]] if args.inequalities else [])
-            write_mps(args.mps, lp["c"], sp.vstack(rows), np.concatenate(lo), np.concatenate(hi))
-        return {"output": args.output, "shape": [args.rows + args.inequalities, args.cols],
-                "objective": lp["objective"], "mps": args.mps}
-    return _generate(args, comm, make)
+    objective = _on_rank_zero(args, comm, lambda: synthetic.write_random_lp(
+        args.output, args.rows, args.cols, args.inequalities, args.density, args.seed, args.mps))
+    return {"output": args.output, "shape": [args.rows + args.inequalities, args.cols],
+            "objective": objective, "mps": args.mps}

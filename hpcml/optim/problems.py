@@ -23,10 +23,20 @@ from hpcml.operator import Identity, MatrixOperator, Normal, Stacked
 from hpcml.optim import prox as P
 from hpcml.optim.algorithms import minimize
 from hpcml.optim.scd import scd
-from hpcml.optim.smooth import GramQuadratic, Logistic, NormalQuadratic, Quadratic
+from hpcml.optim.smooth import (
+    GramQuadratic,
+    Huber,
+    Logistic,
+    NormalQuadratic,
+    Quadratic,
+)
 
 #: Largest column count for which the Gram matrix ``AᵀA`` is formed.
 GRAM_MAX_COLUMNS = 4000
+
+#: The smooth losses and the prox-capable terms :func:`composite` knows by name.
+SMOOTH = ("quadratic", "huber", "logistic")
+PROX = ("zero", "l1", "nonneg", "box", "l2_ball", "linf_ball")
 
 
 def _check_rhs(A, b, name="b"):
@@ -158,6 +168,78 @@ def l1_logistic_regression(A, y, lam, method="AT", tol=1e-10, max_iter=5000, x0=
     objective = A.comm.allreduce_scalar(float(value)) + float(np.sum(weights * np.abs(x)))
     return _finish(start, result.status, result.iterations, x, objective, 0.0,
                    _kkt_l1(x, grad, lam), method=method, history=result.history)
+
+
+def lasso_lambda_max(A, b):
+    """``‖Aᵀb‖∞``: the smallest λ for which the LASSO's solution is 0 (``b`` this rank's block)."""
+    return float(np.abs(MatrixOperator(A).rmatvec(b)).max())
+
+
+def named_prox(name, weight=1.0, lower=-np.inf, upper=np.inf):
+    """The prox-capable term called ``name`` (one of :data:`PROX`).
+
+    ``weight`` is λ of ``l1`` and the radius of ``l2_ball`` and
+    ``linf_ball``; ``lower`` and ``upper`` bound ``box``.
+    """
+    makers = {"zero": P.zero, "l1": lambda: P.l1(weight), "nonneg": P.nonneg,
+              "box": lambda: P.box(lower, upper), "l2_ball": lambda: P.l2_ball(weight),
+              "linf_ball": lambda: P.linf_ball(weight)}
+    if name not in makers:
+        raise InputError(f"unknown prox term {name!r} ({', '.join(PROX)})", collective=True)
+    return makers[name]()
+
+
+def composite(A, b=None, smooth="quadratic", tau=1.0, prox="zero", weight=1.0, lower=-np.inf,
+              upper=np.inf, method="AT", tol=1e-8, max_iter=5000, x0=None, callback=None):
+    """``minimise f(A x) + h(x)`` with ``f`` and ``h`` chosen by name.
+
+    Parameters
+    ----------
+    A : hpcml.distmat.DistMatrix
+    b : numpy.ndarray, optional
+        This rank's block of the targets (``quadratic``, optional for
+        ``huber``) or of the ±1 labels (``logistic``).
+    smooth : {"quadratic", "huber", "logistic"}
+        ``f``: ``½‖A x − b‖²``, the Huber loss of ``A x − b`` (of ``A x``
+        without ``b``) with threshold ``tau``, or the logistic loss of the
+        margins ``bᵢ aᵢᵀx``.
+    prox : {"zero", "l1", "nonneg", "box", "l2_ball", "linf_ball"}
+        ``h``, built by :func:`named_prox` from ``weight``, ``lower`` and ``upper``.
+    method, tol, max_iter, x0, callback
+        As for :func:`~hpcml.optim.algorithms.minimize`.
+
+    Returns
+    -------
+    dict
+        The common fields; ``dual_residual`` is the gradient-mapping step
+        relative to ``max(1, ‖x‖∞)``, and ``seconds`` the solver's time.
+    """
+    if smooth not in SMOOTH:
+        raise InputError(f"unknown smooth function {smooth!r} ({', '.join(SMOOTH)})", collective=True)
+    h = named_prox(prox, weight, lower, upper)
+    if b is None:
+        if smooth != "huber":
+            raise InputError(f"composite: smooth {smooth!r} needs b", collective=True)
+    else:
+        b = _check_rhs(A, b)
+    if smooth == "quadratic":
+        f, offset = Quadratic(), -b
+    elif smooth == "huber":
+        f, offset = Huber(tau), (None if b is None else -b)
+    else:
+        A.comm.agree(bool(np.all(np.abs(b) == 1)), "composite: logistic labels must be -1 or +1")
+        f, offset = Logistic(b), None
+    op = MatrixOperator(A)
+    result = minimize(f, op, h, x0=x0, offset=offset, method=method, tol=tol, max_iter=max_iter,
+                      callback=callback)
+    # Optimality as the gradient-mapping step at the final Lipschitz estimate:
+    # zero exactly at a minimiser, relative to the size of x.
+    grad = op.rmatvec(f.local(result.Lx)[1])
+    moved = result.x - h.prox(result.x - grad / result.L, 1.0 / result.L)[0]
+    dual = float(np.abs(moved).max()) / max(1.0, float(np.abs(result.x).max()))
+    return {"x": result.x, "objective": result.objective, "primal_residual": 0.0,
+            "dual_residual": dual, "iterations": result.iterations, "status": result.status,
+            "seconds": result.seconds, "method": method, "history": result.history}
 
 
 def _scd_summary(start, out, f_value, primal, dual, **extra):
@@ -395,6 +477,42 @@ def lp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, mu=1e-3, meth
     for kind, (A, b, _) in zip(duals, mats):
         result[f"marginals_{kind}"] = -duals[kind] * _row_scale(A) * c_scale
     result.update({k: v for k, v in certificate.items() if k != "status"})
+    return result
+
+
+def solve_lp(problem, comm, mu=1e-3, method="AT", tol=1e-6, max_outer=500, inner_max=2000):
+    """Solve an LP as :func:`hpcml.io.lp.read_lp` reads it and report it in the model's own terms.
+
+    Parameters
+    ----------
+    problem : hpcml.io.lp.LPInput
+    comm : hpcml.comm.Comm
+    mu, method, tol, max_outer, inner_max
+        As for :func:`lp`.
+
+    Returns
+    -------
+    dict
+        :func:`lp`'s result with ``objective``, ``dual_objective`` and
+        ``reduced_costs`` in the model's sense (maximised when the MPS file
+        says so) and with its constant term.  An HDF5 model keeps
+        ``marginals_eq`` and ``marginals_ub`` (this rank's rows); an MPS
+        model gets instead ``marginals_rows``, replicated, one per
+        constraint row of the file in its order
+        (:meth:`~hpcml.io.mps.LinearProgram.row_marginals`).
+    """
+    result = lp(problem.c, problem.A_eq, problem.b_eq, problem.A_ub, problem.b_ub, problem.bounds,
+                mu=mu, method=method, tol=tol, max_outer=max_outer, inner_max=inner_max, comm=comm)
+    sense, offset = problem.sense, problem.offset
+    result["objective"] = sense * (result["objective"] + offset)
+    result["dual_objective"] = sense * (result["dual_objective"] + offset)
+    result["reduced_costs"] = sense * result["reduced_costs"]
+    if problem.model is not None:
+        # The file's rows are split into equalities and ≤ rows; every rank needs
+        # all of them to map the multipliers back.
+        full = [comm.allgatherv(result.pop(key)) if key in result else np.zeros(0)
+                for key in ("marginals_eq", "marginals_ub")]
+        result["marginals_rows"] = problem.model.row_marginals(*full)
     return result
 
 

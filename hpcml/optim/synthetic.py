@@ -1,7 +1,11 @@
 """Test problems with known structure: sparse regression and LPs with a known optimum."""
 
+import h5py
 import numpy as np
 import scipy.sparse as sp
+
+from hpcml.io.hdf5 import atomic_file, write_matrix
+from hpcml.io.mps import write_mps
 
 
 def lasso_problem(m, n, nonzeros, noise, rng, dtype=np.float64):
@@ -51,6 +55,46 @@ def random_lp(m, n, density, rng, inequalities=0):
         c = c - A_ub.T @ y_ub
     return {"c": c, "A_eq": A_eq, "b_eq": A_eq @ x_star, "A_ub": A_ub, "b_ub": b_ub,
             "x_star": x_star, "objective": float(c @ x_star)}
+
+
+def write_lasso_problem(path, rows, cols, nonzeros, noise, seed):
+    """Write ``/A``, ``/b`` and ``/x_true`` of :func:`lasso_problem` to ``path`` (atomically; serial).
+
+    ``seed`` seeds a fresh :func:`numpy.random.default_rng`.
+    """
+    A, b, x = lasso_problem(rows, cols, nonzeros, noise, np.random.default_rng(seed))
+    with atomic_file(path) as tmp, h5py.File(tmp, "w") as handle:
+        handle["A"], handle["b"], handle["x_true"] = A, b, x
+
+
+def write_random_lp(path, rows, cols, inequalities, density, seed, mps=None):
+    """Write a :func:`random_lp` to ``path`` (atomically; serial), and to ``mps`` as free MPS if given.
+
+    The HDF5 file holds ``c``, ``A_eq`` and ``b_eq`` (and ``A_ub``, ``b_ub``
+    with inequalities) as :func:`hpcml.io.lp.read_lp` reads them, and the
+    optimum ``x_star`` with its value as the ``objective`` attribute.
+
+    Returns
+    -------
+    float
+        The optimal objective.
+    """
+    lp = random_lp(rows, cols, density, np.random.default_rng(seed), inequalities)
+    with atomic_file(path) as tmp:
+        with h5py.File(tmp, "w") as handle:
+            handle["c"], handle["b_eq"], handle["x_star"] = lp["c"], lp["b_eq"], lp["x_star"]
+            handle.attrs["objective"] = lp["objective"]
+            if lp["A_ub"] is not None:
+                handle["b_ub"] = lp["b_ub"]
+        write_matrix(f"{tmp}:/A_eq", lp["A_eq"])
+        if lp["A_ub"] is not None:
+            write_matrix(f"{tmp}:/A_ub", lp["A_ub"])
+        if mps:
+            A = sp.vstack([lp["A_eq"]] + ([lp["A_ub"]] if lp["A_ub"] is not None else []))
+            lo = [lp["b_eq"]] + ([np.full(inequalities, -np.inf)] if inequalities else [])
+            hi = [lp["b_eq"]] + ([lp["b_ub"]] if inequalities else [])
+            write_mps(mps, lp["c"], A, np.concatenate(lo), np.concatenate(hi))
+    return lp["objective"]
 
 
 def tfocs_lp(m, n, density, rng):
