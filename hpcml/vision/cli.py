@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 
-import h5py
 import numpy as np
 
 from hpcml.command import command
 from hpcml.errors import InputError
+from hpcml.io.hdf5 import write_output
+from hpcml.vision import require_torch
 
 log = logging.getLogger("hpcml")
 
@@ -162,34 +162,13 @@ def run_preprocess(args, comm):
 
 
 # ----------------------------------------------------------------------- models
-def _model_or_input_error(name, n_classes, shape, width, dropout):
-    from hpcml.vision.models import build_model
-
-    try:
-        return build_model(name, n_classes, shape, width=width, dropout=dropout)
-    except ValueError as exc:
-        raise InputError(str(exc), collective=True) from None
-
-
-def _require_torch():
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise InputError("cnn: PyTorch is not installed (pip install 'hpcml[cnn]')",
-                         collective=True) from None
-
-
 @command(inputs=("data",), required=("output",), checkpoints=True, resumable=("epochs",))
 def run_train(args, comm):
     """Train, then score the validation and test splits and write the model file."""
-    _require_torch()
-    import torch
-
+    require_torch()
     from hpcml.checkpoint import Checkpointer
-    from hpcml.io.hdf5 import write_output
-    from hpcml.vision.dataset import validation_split
-    from hpcml.vision.preprocess import load_split
-    from hpcml.vision.trainer import TrainConfig, evaluate, train
+    from hpcml.vision.model_file import save_model
+    from hpcml.vision.trainer import TrainConfig, fit_and_score
 
     if not 0 <= args.val_fraction < 1:
         raise InputError(f"--val-fraction must be in [0, 1), got {args.val_fraction}",
@@ -202,154 +181,58 @@ def run_train(args, comm):
                              factored=args.factored_gradients, seed=args.seed)
     except ValueError as exc:
         raise InputError(f"cnn train: {exc}", collective=True) from None
-    full = load_split(args.data, "train", comm)
-    test = load_split(args.data, "test", comm)
-    train_idx, val_idx = validation_split(full.y, args.val_fraction, args.seed)
-    data, val = full.subset(train_idx), full.subset(val_idx)
-    torch.manual_seed(args.seed)
-    model = _model_or_input_error(args.model, len(full.classes), full.sample_shape,
-                                  args.width, args.dropout)
-    if model.input_kind != full.kind:
-        raise InputError(f"{args.model} takes {model.input_kind} but {args.data} holds {full.kind}",
-                         collective=True)
-    result = train(model, args.model, data, comm, config, Checkpointer.from_args(args, comm),
-                   show_progress=True)
-    for m in result["epochs"]:
+    fit = fit_and_score(args.data, args.model, comm, config, width=args.width,
+                        dropout=args.dropout, val_fraction=args.val_fraction,
+                        checkpointer=Checkpointer.from_args(args, comm), show_progress=True)
+    for m in fit.training["epochs"]:
         log.info("epoch %d: loss %.4f, train accuracy %.4f, lr %.3g, %.1f samples/s",
                  m["epoch"], m["loss"], m["accuracy"], m["lr"], m["samples_per_s"])
-    small, summary = {}, {"model": args.model, "epochs": result["epochs"]}
-    for name, split in (("val", val), ("test", test)):
-        if split.n_objects == 0:
-            continue
-        metrics = evaluate(model, split, comm)
-        if comm.rank == 0:
-            small[f"{name}/scores"] = metrics["scores"]
-            small[f"{name}/labels"] = metrics["labels"]
-            small[f"{name}/confusion"] = metrics["confusion"]
-            summary[f"{name}_accuracy"] = metrics["accuracy"]
-            log.info("%s accuracy %.4f (%d objects)", name, metrics["accuracy"], split.n_objects)
-    summary = comm.bcast_obj(summary)
-    for k, v in model.state_dict().items():
-        small[f"params/{k}"] = v.detach().cpu().numpy()
-    meta = {"model": args.model, "width": args.width, "dropout": args.dropout,
-            "classes": full.classes, "sample_shape": list(full.sample_shape),
-            "kind": full.kind, "val_fraction": args.val_fraction, "seed": args.seed}
-    write_output(args.output, comm, small=small if comm.rank == 0 else {},
-                 attrs={"model": args.model, "cnn_model": json.dumps(meta)},
-                 params=vars(args))
-    return {**summary, "output": args.output}
-
-
-def load_model_file(path, comm):
-    """Read a model file on every rank: (description dict, state arrays, stored scores)."""
-    content = None
-    with comm.guard():
-        if not os.path.exists(path):
-            raise InputError(f"{path}: no such file")
-        try:
-            with comm.io(), h5py.File(path, "r") as handle:
-                if "cnn_model" not in handle.attrs or "params" not in handle:
-                    raise InputError(f"{path}: not a model file from `hpcml cnn train`")
-                attrs = json.loads(handle.attrs["cnn_model"])
-                params = {k: v[()] for k, v in handle["params"].items()}
-                scores = {f"{g}/{k}": handle[g][k][()] for g in ("val", "test") if g in handle
-                          for k in handle[g]}
-                content = (attrs, params, scores)
-        except OSError as exc:
-            raise InputError(f"{path}: not a readable HDF5 file ({exc})") from None
-    return content
+    for name, accuracy in fit.accuracy.items():
+        log.info("%s accuracy %.4f (%d objects)", name, accuracy, fit.objects[name])
+    save_model(args.output, comm, fit.model, fit.meta, fit.scores, params=vars(args))
+    return {"model": args.model, "epochs": fit.training["epochs"],
+            **{f"{name}_accuracy": a for name, a in fit.accuracy.items()}, "output": args.output}
 
 
 @command(inputs=("model_file", "data"))
 def run_eval(args, comm):
     """Score the test split with a trained network."""
-    _require_torch()
-    import torch
+    require_torch()
+    from hpcml.vision.trainer import score_model_file
 
-    from hpcml.vision.preprocess import load_split
-    from hpcml.vision.trainer import evaluate
-
-    attrs, params, _ = load_model_file(args.model_file, comm)
-    test = load_split(args.data, "test", comm)
-    classes = attrs["classes"]
-    if classes != test.classes:
-        raise InputError(f"{args.model_file} was trained on classes {classes}, "
-                         f"{args.data} has {test.classes}", collective=True)
-    shape = tuple(attrs["sample_shape"])
-    if shape != test.sample_shape:
-        raise InputError(f"{args.model_file} expects samples of shape {list(shape)}, "
-                         f"{args.data} has {list(test.sample_shape)}", collective=True)
-    model = _model_or_input_error(attrs["model"], len(classes), shape, attrs["width"],
-                                  attrs["dropout"])
-    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in params.items()})
-    metrics = evaluate(model, test, comm)
-    summary = None
+    metrics = score_model_file(args.model_file, args.data, comm)
+    summary, small = None, {}
     if comm.rank == 0:
-        per_class = {c: (None if np.isnan(a) else float(a))
-                     for c, a in zip(classes, metrics["per_class_accuracy"])}
-        summary = {"model": attrs["model"], "accuracy": metrics["accuracy"],
+        per_class = metrics["per_class_accuracy"]
+        summary = {"model": metrics["model"], "accuracy": metrics["accuracy"],
                    "per_class_accuracy": per_class, "confusion": metrics["confusion"].tolist()}
-        log.info("test accuracy %.4f over %d objects", metrics["accuracy"], test.n_objects)
-        for c in classes:
+        log.info("test accuracy %.4f over %d objects", metrics["accuracy"], len(metrics["labels"]))
+        for c in metrics["classes"]:
             log.info("  %-12s %s", c, "-" if per_class[c] is None else f"{per_class[c]:.3f}")
-        if args.output:
-            small = {"scores": metrics["scores"], "labels": metrics["labels"],
-                     "confusion": metrics["confusion"]}
-    else:
-        small = {}
+        small = {k: metrics[k] for k in ("scores", "labels", "confusion")}
+    summary = comm.bcast_obj(summary)
     if args.output:
-        from hpcml.io.hdf5 import write_output
-        write_output(args.output, comm, small=small, attrs={"model": attrs["model"]},
+        write_output(args.output, comm, small=small, attrs={"model": summary["model"]},
                      params=vars(args))
-    return comm.bcast_obj(summary)
+    return summary
 
 
 @command(inputs=("model_files",))
 def run_fuse(args, comm):
     """Choose fusion weights on validation scores; report test accuracy (rank 0 computes)."""
-    from hpcml.vision.fusion import choose_weights, fuse
-    from hpcml.vision.trainer import metrics_from_scores
+    from hpcml.vision.fusion import fuse_models
+    from hpcml.vision.model_file import load_model
 
-    loaded = [load_model_file(p, comm) for p in args.model_files]
-    summary = None
-    with comm.guard():
-        if comm.rank == 0:
-            summary, weights = _fuse_on_root(args, loaded, choose_weights, fuse, metrics_from_scores)
-    summary = comm.bcast_obj(summary)
+    models = [load_model(p, comm) for p in args.model_files]
+    summary = {**fuse_models(models, args.model_files, comm, step=args.step),
+               "models": args.model_files}
+    for path, w, acc in zip(args.model_files, summary["weights"],
+                            summary["single_test_accuracy"]):
+        log.info("%-40s weight %.2f test accuracy %.4f", path, w, acc)
+    log.info("fused test accuracy %.4f (validation %.4f)", summary["fused_test_accuracy"],
+             summary["val_accuracy"])
     if args.output:
-        from hpcml.io.hdf5 import write_output
         write_output(args.output, comm, small={"weights": np.asarray(summary["weights"])},
                      attrs={"models": json.dumps(args.model_files)},
                      params=vars(args))
     return summary
-
-
-def _fuse_on_root(args, loaded, choose_weights, fuse, metrics_from_scores):
-    names = args.model_files
-    first_classes = loaded[0][0]["classes"]
-    for path, (attrs, _, scores) in zip(names, loaded):
-        if attrs["classes"] != first_classes:
-            raise InputError(f"{path}: trained on other classes than {names[0]}")
-        for key in ("val/scores", "test/scores"):
-            if key not in scores:
-                split = key.split("/")[0]
-                hint = " (train with --val-fraction > 0)" if split == "val" else ""
-                raise InputError(f"{path}: no {split} scores stored{hint}")
-    for key in ("val/labels", "test/labels"):
-        ref = loaded[0][2][key]
-        for path, (_, _, scores) in zip(names[1:], loaded[1:]):
-            if not np.array_equal(scores[key], ref):
-                raise InputError(f"{path}: its {key.split('/')[0]} objects differ from {names[0]}'s "
-                                 "(same data file, seed and --val-fraction needed)")
-    val = np.stack([s["val/scores"] for _, _, s in loaded])
-    test = np.stack([s["test/scores"] for _, _, s in loaded])
-    weights, val_acc = choose_weights(val, loaded[0][2]["val/labels"], step=args.step)
-    n_classes = val.shape[2]
-    test_labels = loaded[0][2]["test/labels"]
-    singles = [metrics_from_scores(t, test_labels, n_classes)["accuracy"] for t in test]
-    fused = metrics_from_scores(fuse(test, weights), test_labels, n_classes)
-    for path, w, acc in zip(names, weights, singles):
-        log.info("%-40s weight %.2f test accuracy %.4f", path, w, acc)
-    log.info("fused test accuracy %.4f (validation %.4f)", fused["accuracy"], val_acc)
-    return {"weights": weights.tolist(), "val_accuracy": val_acc, "single_test_accuracy": singles,
-            "fused_test_accuracy": fused["accuracy"], "models": names}, weights

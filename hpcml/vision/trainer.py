@@ -19,13 +19,18 @@ seeded per rank; its state is checkpointed per rank.
 Checkpoints (``hpcml.checkpoint``) hold the parameters, the SGD momentum
 buffers, the position (epoch, step) and every rank's RNG state, and are written
 every ``checkpoint.every`` steps and when a SIGTERM/SIGUSR1 arrives on any rank.
+
+:func:`fit_and_score` is the whole of ``hpcml cnn train`` short of the model
+file (:func:`hpcml.vision.model_file.save_model`): read a preprocessed file,
+hold out a validation split, build, train, score; :func:`score_model_file`
+is ``hpcml cnn eval``.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -36,7 +41,10 @@ from hpcml.partition import block_range
 from hpcml.progress import Progress
 from hpcml.runtime import keep_freed_memory
 from hpcml.vision.buckets import GradientBuckets
+from hpcml.vision.dataset import validation_split
+from hpcml.vision.model_file import build_network, load_model
 from hpcml.vision.models import model_input_kind, orientation_pooled_scores
+from hpcml.vision.preprocess import load_split
 from hpcml.vision.sampler import DistributedSampler
 
 
@@ -323,3 +331,136 @@ def metrics_from_scores(scores, labels, n_classes):
     return {"scores": np.asarray(scores), "labels": labels,
             "accuracy": float((pred == labels).mean()) if len(labels) else float("nan"),
             "per_class_accuracy": per_class, "confusion": confusion}
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit_and_score` returns.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The trained network (the same on every rank).
+    meta : dict
+        Its description, the ``meta`` of :func:`hpcml.vision.model_file.save_model`.
+    training : dict
+        What :func:`train` returned.
+    accuracy : dict of str to float
+        Split (``"val"``, ``"test"``) to orientation-pooled accuracy, on every
+        rank; a split without objects is left out.
+    objects : dict of str to int
+        Split to its number of objects (the same splits as ``accuracy``).
+    scores : dict of str to dict
+        On rank 0, split to the metrics of :func:`evaluate`; empty elsewhere.
+    """
+
+    model: object
+    meta: dict
+    training: dict
+    accuracy: dict = field(default_factory=dict)
+    objects: dict = field(default_factory=dict)
+    scores: dict = field(default_factory=dict)
+
+
+def fit_and_score(data_path, model_name, comm, config, width=1.0, dropout=None, val_fraction=0.0,
+                  checkpointer=None, show_progress=False):
+    """Train a network on a preprocessed file and score its validation and test splits.
+
+    Parameters
+    ----------
+    data_path : str
+        Output of ``hpcml data voxelize|render`` (:func:`hpcml.vision.preprocess.preprocess`).
+    model_name : {"voxnet", "vcnn1", "vcnn2", "mvcnn"}
+    comm : hpcml.comm.Comm
+    config : TrainConfig
+        Its ``seed`` also draws the validation split and the initial weights.
+    width : float
+        Scale of every channel/unit count (1.0: the published size).
+    dropout : float, optional
+        Overrides the network's dropout rate.
+    val_fraction : float
+        Fraction of each class's training objects held out for validation, in [0, 1).
+    checkpointer : hpcml.checkpoint.Checkpointer, optional
+        As in :func:`train`.
+    show_progress : bool
+        Progress bar on rank 0 (stderr).
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    InputError
+        Unreadable data, a network that cannot take its samples, or a
+        checkpoint of another network (on every rank).
+    hpcml.checkpoint.Checkpointed
+        As in :func:`train`.
+    """
+    full = load_split(data_path, "train", comm)
+    test = load_split(data_path, "test", comm)
+    train_idx, val_idx = validation_split(full.y, val_fraction, config.seed)
+    data, val = full.subset(train_idx), full.subset(val_idx)
+    meta = {"model": model_name, "width": width, "dropout": dropout, "classes": full.classes,
+            "sample_shape": list(full.sample_shape), "kind": full.kind,
+            "val_fraction": val_fraction, "seed": config.seed}
+    # Seeded before building: rank 0's initial weights (broadcast by train) follow the seed.
+    torch.manual_seed(config.seed)
+    model = build_network(meta)
+    if model.input_kind != full.kind:
+        raise InputError(f"{model_name} takes {model.input_kind} but {data_path} holds {full.kind}",
+                         collective=True)
+    training = train(model, model_name, data, comm, config, checkpointer,
+                     show_progress=show_progress)
+    result = FitResult(model, meta, training)
+    for name, split in (("val", val), ("test", test)):
+        if split.n_objects == 0:
+            continue
+        metrics = evaluate(model, split, comm, batch_size=config.eval_batch)
+        result.objects[name] = split.n_objects
+        if comm.rank == 0:
+            result.scores[name] = metrics
+            result.accuracy[name] = metrics["accuracy"]
+    result.accuracy = comm.bcast_obj(result.accuracy)
+    return result
+
+
+def score_model_file(model_path, data_path, comm):
+    """Orientation-pooled test metrics of a model file on the test split of a data file.
+
+    Parameters
+    ----------
+    model_path : str
+        Output of ``hpcml cnn train`` (:func:`hpcml.vision.model_file.save_model`).
+    data_path : str
+        A preprocessed file with the classes and sample shape the network was trained on.
+    comm : hpcml.comm.Comm
+
+    Returns
+    -------
+    dict on rank 0, None elsewhere
+        The metrics of :func:`evaluate` with ``per_class_accuracy`` as a dict
+        from class name to accuracy (None for a class without test objects),
+        plus ``model`` (the network's name) and ``classes``.
+
+    Raises
+    ------
+    InputError
+        Unreadable files, or data that do not suit the network (on every rank).
+    """
+    meta, params, _ = load_model(model_path, comm)
+    test = load_split(data_path, "test", comm)
+    classes = meta["classes"]
+    if classes != test.classes:
+        raise InputError(f"{model_path} was trained on classes {classes}, "
+                         f"{data_path} has {test.classes}", collective=True)
+    shape = tuple(meta["sample_shape"])
+    if shape != test.sample_shape:
+        raise InputError(f"{model_path} expects samples of shape {list(shape)}, "
+                         f"{data_path} has {list(test.sample_shape)}", collective=True)
+    metrics = evaluate(build_network(meta, params), test, comm)
+    if metrics is None:
+        return None
+    per_class = {c: (None if np.isnan(a) else float(a))
+                 for c, a in zip(classes, metrics["per_class_accuracy"])}
+    return {**metrics, "per_class_accuracy": per_class, "model": meta["model"], "classes": classes}
