@@ -9,7 +9,6 @@ import sys
 
 import h5py
 import numpy as np
-import scipy.io
 import scipy.sparse as sp
 
 from hpcml.comm import Comm
