@@ -87,3 +87,18 @@ def test_bad_input_exits_2_with_one_line(data, args, message):
     assert result.returncode == 2, result
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and lines[0].startswith("hpcml: error:"), result
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+@pytest.mark.parametrize("shape,k", [((30, 50), 3), ((30, 50), 20), ((2, 50), 1)])
+def test_default_method_on_wide_matrices(tmp_path, ranks, shape, k):
+    """auto never picks TSQR for m < n (it factors tall matrices); 2 x 50 at 3 ranks leaves a rank empty."""
+    A = np.random.default_rng(sum(shape) + k).standard_normal(shape)
+    write_matrix(f"{tmp_path}/w.h5:/W", A)
+    result = hpcml(ranks, "svd", "--input", f"{tmp_path}/w.h5:/W", "--k", k, "--json")
+    assert result.returncode == 0, result
+    summary = json.loads(result.stdout)
+    s_ref = np.linalg.svd(A, compute_uv=False)[:k]
+    assert summary["method"] != "tsqr" and summary["converged"] == k
+    # Each method stops at residual ≤ 1e-10·σ₁, so σ is within that of the truth.
+    assert np.max(np.abs(np.array(summary["s"]) - s_ref)) <= 1e-10 * s_ref[0]

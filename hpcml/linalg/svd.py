@@ -106,11 +106,12 @@ def choose_method(shape, k, sparse):
     """
     m, n = shape
     small = min(m, n)
-    if not sparse and n <= NARROW:
+    tall_dense = not sparse and m >= n   # TSQR factors tall matrices only
+    if tall_dense and n <= NARROW:
         # One pass of TSQR costs about n/2 passes of A^T A v; ARPACK needs
         # more products than that for any k when n is this small.
         return "tsqr", f"n = {n} is narrow (<= {NARROW}): one pass of TSQR gives every triplet exactly"
-    if not sparse and n <= 1000 and k > n // 10:
+    if tall_dense and n <= 1000 and k > n // 10:
         return "tsqr", f"n = {n} is narrow and k = {k} > n/10: one pass of TSQR gives every triplet exactly"
     if k <= max(small // 10, 1) or sparse:
         return "lanczos", (f"k = {k} is small against min(m, n) = {small}"
