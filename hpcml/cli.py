@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-from hpcml import __version__, stop
+from hpcml import __version__, options, stop
 from hpcml.command import command
 from hpcml.errors import HpcmlError, InputError
 from hpcml.runtime import launcher_rank, limit_threads
@@ -34,7 +34,14 @@ log = logging.getLogger("hpcml")
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser that raises :class:`InputError` and prints on rank 0 only."""
+    """An argument parser that raises :class:`InputError` and prints on rank 0 only.
+
+    Every ``type=float`` option refuses NaN (``invalid float value: 'nan'``).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("type", float, options.number)
 
     def error(self, message):
         raise InputError(f"{self.prog}: {message}")

@@ -20,6 +20,7 @@ Relative paths in a spec are relative to the directory the job runs in.
 import argparse
 import tomllib
 
+from hpcml import options
 from hpcml.errors import InputError
 
 TOP_LEVEL = {"workload", "description", "params", "checkpoint", "resources"}
@@ -69,6 +70,10 @@ def load(path, overrides=()):
         raise InputError(f"{path}: no such job spec") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: invalid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the job spec ({exc.strerror})") from None
     unknown = sorted(set(raw) - TOP_LEVEL)
     if unknown:
         raise InputError(f"{path}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(TOP_LEVEL))})")
@@ -103,6 +108,8 @@ def load(path, overrides=()):
                              f"(allowed: {', '.join(sorted(RESOURCE_TYPES))})")
         if not isinstance(value, kind) or isinstance(value, bool):
             raise InputError(f"{path}: [resources] {key} must be {kind.__name__}, got {value!r}")
+        if kind is int and value < 1:
+            raise InputError(f"{path}: [resources] {key} must be >= 1, got {value}")
     return JobSpec(workload.split(), params, resources, path, raw.get("description", ""))
 
 
@@ -141,11 +148,15 @@ def _option_words(path, key, value, action):
         raise InputError(f"{path}: parameter {key!r} takes a value, not {value!r}")
     if isinstance(value, dict):
         raise InputError(f"{path}: parameter {key!r} must not be a table")
+    if isinstance(value, list) and action.nargs not in ("+", "*"):
+        raise InputError(f"{path}: parameter {key!r} takes one value, not a list {value!r}")
     values = value if isinstance(value, list) else [value]
-    if action.type in (int, float):
+    integer = action.type in options.INTEGER
+    if integer or action.type in options.REAL:
         for item in values:
-            if isinstance(item, str) or (action.type is int and isinstance(item, float)):
-                raise InputError(f"{path}: parameter {key!r} must be {action.type.__name__}, got {item!r}")
+            if isinstance(item, str) or (integer and isinstance(item, float)):
+                kind = "an integer" if integer else "a number"
+                raise InputError(f"{path}: parameter {key!r} must be {kind}, got {item!r}")
     words = [str(item) for item in values]
     return [flag, *words] if flag else words
 

@@ -103,7 +103,10 @@ def test_run_job_spec_with_overrides(data, tmp_path):
 
 @pytest.mark.parametrize("body,message", [
     ('workload = "stats"\n[params]\nbogus = 1\n', "unknown parameter 'bogus'"),
-    ('workload = "stats"\n[params]\ninput = "x.h5:/A"\npower_iterations = "5"\n', "must be int"),
+    ('workload = "stats"\n[params]\ninput = "x.h5:/A"\npower_iterations = "5"\n', "must be an integer"),
+    ('workload = "stats"\n[params]\ninput = "x.h5:/A"\npower_iterations = [5]\n', "takes one value, not a list"),
+    ('workload = "stats"\n[params]\ninput = "x.h5:/A"\ntol = "0"\n', "must be a number"),
+    ('workload = "stats"\n[resources]\nranks = 0\n', "ranks must be >= 1"),
     ('workload = "nosuch"\n', "unknown workload 'nosuch'"),
     ('workload = "stats"\nextra = 1\n', "unknown key 'extra'"),
     ('workload = "stats"\n[resources]\nranks = "two"\n', "ranks must be int"),
@@ -178,3 +181,25 @@ def test_data_matrix_writes_dense_with_known_spectrum_or_csr(tmp_path, extra):
             s = np.linalg.svd(handle["A"][()], compute_uv=False)
             assert np.allclose(s, handle["A"].attrs["singular_values"], rtol=1e-12)
             assert np.allclose(s, np.geomspace(5, 0.5, 7), rtol=1e-12)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["lasso", "--input", "a.h5:/A", "--rhs", "a.h5:/b", "--lam", "nan"], "argument --lam: invalid float value: 'nan'"),
+    (["solve", "--input", "a.h5:/A", "--prox", "box", "--lower", "nan"], "argument --lower: invalid float value: 'nan'"),
+    (["cnn", "train", "--data", "d.h5", "--model", "voxnet", "--lr", "nan", "--output", "m.h5"], "argument --lr"),
+    (["cnn", "train", "--data", "d.h5", "--model", "voxnet", "--lr", "inf", "--output", "m.h5"], "argument --lr"),
+    (["cnn", "fuse", "a.h5", "b.h5", "--step", "2"], "argument --step: invalid grid step"),
+    (["cnn", "fuse", "a.h5", "b.h5", "--step", "0.3"], "argument --step: invalid grid step"),
+])
+def test_meaningless_numbers_are_refused_in_one_line(tmp_path, argv, message):
+    result = launch([sys.executable, "-m", "hpcml", *argv], cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result
+    assert result.stderr.count("\n") == 1, result
+
+
+def test_job_spec_that_is_not_utf8(tmp_path):
+    spec = tmp_path / "job.toml"
+    spec.write_bytes(b'workload = "svd"\n# caf\xe9\n')
+    result = hpcml(2, "run", spec)
+    assert result.returncode == 2 and "not UTF-8 text" in result.stderr, result
+    assert result.stderr.count("hpcml: error") == 1, result

@@ -4,6 +4,7 @@ import logging
 
 import numpy as np
 
+from hpcml import options
 from hpcml.checkpoint import Checkpointer, add_arguments
 from hpcml.command import command
 from hpcml.errors import InputError
@@ -21,7 +22,7 @@ def _solver_options(parser, tol):
     group.add_argument("--method", choices=METHODS, default="AT",
                        help="first-order method (default AT, Auslender-Teboulle)")
     group.add_argument("--tol", type=float, default=tol, help=f"relative tolerance (default {tol:g})")
-    group.add_argument("--max-iter", type=int, default=5000, help="iteration limit (default 5000)")
+    group.add_argument("--max-iter", type=options.non_negative_int, default=5000, help="iteration limit (default 5000)")
 
 
 def register(subparsers, common):
@@ -98,8 +99,8 @@ def register(subparsers, common):
 
 def _check_positive(**values):
     for name, value in values.items():
-        if value is not None and not value > 0:
-            raise InputError(f"--{name.replace('_', '-')} must be > 0, got {value}", collective=True)
+        if value is not None and not 0 < value < np.inf:
+            raise InputError(f"--{name.replace('_', '-')} must be > 0 and finite, got {value}", collective=True)
 
 
 def _checkpoint_callback(args, comm, check_every=20):

@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from hpcml.checkpoint import Checkpointer, add_arguments
+from hpcml import options
 from hpcml.command import command
 from hpcml.errors import InputError
 from hpcml.io.hdf5 import write_output
@@ -85,7 +86,7 @@ def register(subparsers, common):
     g.add_argument("--heldout-sweeps", type=int, default=20, help="fold-in sweeps for perplexity")
     g.add_argument("--ll-every", type=int, default=1, metavar="N",
                    help="training log-likelihood every N iterations (0: only at the end)")
-    g.add_argument("--top-words", type=int, default=10, help="words printed per topic")
+    g.add_argument("--top-words", type=options.count, default=10, help="words printed per topic")
     add_arguments(train)
     train.set_defaults(handler=run_train)
 
@@ -99,7 +100,7 @@ def register(subparsers, common):
 
     topics = sub.add_parser("topics", parents=[common], help="print the top words of a model")
     topics.add_argument("--model", required=True, help="model file written by 'lda train'")
-    topics.add_argument("--top-words", type=int, default=10)
+    topics.add_argument("--top-words", type=options.count, default=10)
     topics.set_defaults(handler=run_topics)
 
     from hpcml.cli import data_commands

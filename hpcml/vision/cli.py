@@ -21,22 +21,13 @@ import logging
 
 import numpy as np
 
+from hpcml import options
 from hpcml.command import command
 from hpcml.errors import InputError
 from hpcml.io.hdf5 import write_output
 from hpcml.vision import require_torch
 
 log = logging.getLogger("hpcml")
-
-
-def _positive(kind):
-    def check(text):
-        value = kind(text)
-        if value <= 0:
-            raise ValueError(text)
-        return value
-    check.__name__ = kind.__name__
-    return check
 
 
 def register(subparsers, common):
@@ -48,8 +39,8 @@ def register(subparsers, common):
     shapes = data.add_parser("shapes", parents=[common], help="a ModelNet-style tree of synthetic "
                              "OFF meshes (10 classes)",
                              description="Write ROOT/<class>/{train,test}/*.off (--output ROOT).")
-    shapes.add_argument("--train", type=_positive(int), default=40, help="objects per class (train)")
-    shapes.add_argument("--test", type=_positive(int), default=10, help="objects per class (test)")
+    shapes.add_argument("--train", type=options.count, default=40, help="objects per class (train)")
+    shapes.add_argument("--test", type=options.count, default=10, help="objects per class (test)")
     shapes.add_argument("--classes", default=None, help="comma-separated subset of classes")
     shapes.set_defaults(handler=run_shapes)
 
@@ -62,17 +53,17 @@ def register(subparsers, common):
         p.add_argument("--on-bad-mesh", choices=["skip", "fail"], default="fail",
                        help="skip unreadable meshes (warning naming each) or stop (default)")
         if name == "voxelize":
-            p.add_argument("--grid", type=_positive(int), default=30, help="voxels per side (30)")
-            p.add_argument("--object-size", type=_positive(float), default=24,
+            p.add_argument("--grid", type=options.count, default=30, help="voxels per side (30)")
+            p.add_argument("--object-size", type=options.positive, default=24,
                            help="voxels spanned by the object's longest side (24)")
-            p.add_argument("--orientations", type=_positive(int), default=12,
+            p.add_argument("--orientations", type=options.count, default=12,
                            help="rotations about the up axis per object (12)")
             p.add_argument("--solid", action="store_true", help="fill closed interiors")
         else:
             p.add_argument("--views", type=int, choices=[12, 20], default=12)
-            p.add_argument("--size", type=_positive(int), default=32, help="image side in pixels")
+            p.add_argument("--size", type=options.count, default=32, help="image side in pixels")
             p.add_argument("--mode", choices=["depth", "shaded"], default="shaded")
-            p.add_argument("--orientations", type=_positive(int), default=1,
+            p.add_argument("--orientations", type=options.count, default=1,
                            help="rotations about the up axis per object (1)")
         p.set_defaults(handler=run_preprocess, kind="voxels" if name == "voxelize" else "views")
 
@@ -86,19 +77,19 @@ def register(subparsers, common):
                            "--output gets the parameters and the validation/test class scores.")
     train.add_argument("--data", required=True, help="preprocessed HDF5 file")
     train.add_argument("--model", required=True, choices=["voxnet", "vcnn1", "vcnn2", "mvcnn"])
-    train.add_argument("--width", type=_positive(float), default=1.0,
+    train.add_argument("--width", type=options.positive, default=1.0,
                        help="scale of every channel/unit count (1.0: the published size)")
     train.add_argument("--dropout", type=float, default=None, help="override the dropout rate")
     train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch", type=_positive(int), default=32, help="global batch size")
-    train.add_argument("--lr", type=_positive(float), default=0.01)
+    train.add_argument("--batch", type=options.count, default=32, help="global batch size")
+    train.add_argument("--lr", type=options.positive, default=0.01)
     train.add_argument("--momentum", type=float, default=0.9)
     train.add_argument("--weight-decay", type=float, default=5e-4)
     train.add_argument("--schedule", choices=["step", "cosine", "constant"], default="step")
-    train.add_argument("--step-epochs", type=_positive(int), default=10,
+    train.add_argument("--step-epochs", type=options.count, default=10,
                        help="epochs between learning-rate drops (step schedule)")
-    train.add_argument("--gamma", type=_positive(float), default=0.1, help="learning-rate drop factor")
-    train.add_argument("--bucket-mb", type=_positive(float), default=4.0,
+    train.add_argument("--gamma", type=options.positive, default=0.1, help="learning-rate drop factor")
+    train.add_argument("--bucket-mb", type=options.positive, default=4.0,
                        help="gradient bucket size in MiB")
     train.add_argument("--factored-gradients", action=argparse.BooleanOptionalAction,
                        default=True,
@@ -120,7 +111,8 @@ def register(subparsers, common):
                           description="Choose fusion weights on the validation scores stored in "
                           "the model files and report the fused test accuracy.")
     fuse.add_argument("model_files", nargs="+", help="outputs of `hpcml cnn train` (same data)")
-    fuse.add_argument("--step", type=_positive(float), default=0.05, help="weight grid spacing")
+    fuse.add_argument("--step", type=options.grid_step, default=0.05,
+                      help="weight grid spacing, a number dividing 1 (default 0.05)")
     fuse.set_defaults(handler=run_fuse)
 
 
