@@ -150,3 +150,34 @@ def test_sigterm_checkpoints_then_resume_finishes(corpus_file, tmp_path):
                   "--checkpoint-dir", ck, "--resume", "--seed", 1, "--json")
     assert res.returncode == 0, res
     assert json.loads(res.stdout.strip().splitlines()[-1])["iterations"] == done + 2
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+@pytest.mark.parametrize("text", [b"", b"\n", b"the and of\nthe a\n"])
+def test_corpus_with_nothing_to_train_on_is_one_line(tmp_path, ranks, text):
+    (tmp_path / "c.txt").write_bytes(text)
+    out = lda_cli(ranks, "lda", "train", "--input", tmp_path / "c.txt", "--topics", 2, "--iterations", 2)
+    assert out.returncode == 2 and "no tokens to train on" in out.stderr, out
+    assert out.stderr.count("hpcml: error") == 1, out
+
+
+def test_text_that_is_not_utf8_is_refused_not_split(tmp_path):
+    (tmp_path / "c.txt").write_bytes("café crème bar\nfoo bar\n".encode("latin-1"))
+    out = lda_cli(1, "data", "corpus", "convert", "--input", tmp_path / "c.txt", "--output", tmp_path / "c.h5")
+    assert out.returncode == 2 and "not UTF-8 text at line 1 (byte 3)" in out.stderr, out
+    assert not (tmp_path / "c.h5").exists()
+
+
+def test_infer_says_when_documents_have_no_known_word(tmp_path):
+    (tmp_path / "train.txt").write_text("apple banana cherry\nbanana cherry date\napple date date\n" * 10)
+    assert lda_cli(1, "lda", "train", "--input", tmp_path / "train.txt", "--topics", 2, "--iterations", 3,
+                   "--output", tmp_path / "m.h5").returncode == 0
+    (tmp_path / "none.txt").write_text("zebra yak\nquokka\n")
+    out = lda_cli(2, "lda", "infer", "--model", tmp_path / "m.h5", "--input", tmp_path / "none.txt",
+                  "--output", tmp_path / "t.h5")
+    assert out.returncode == 2 and "none of the 2 documents has a word of the model" in out.stderr, out
+    assert not (tmp_path / "t.h5").exists()
+    (tmp_path / "some.txt").write_text("apple banana\nzebra\ncherry date\n")
+    out = lda_cli(2, "lda", "infer", "--model", tmp_path / "m.h5", "--input", tmp_path / "some.txt",
+                  "--output", tmp_path / "t.h5")
+    assert out.returncode == 0 and "1 of 3 documents have no word of the model" in out.stderr, out

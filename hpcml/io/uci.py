@@ -48,6 +48,21 @@ def _read_bytes(path):
     return raw
 
 
+def _read_text(path):
+    """A text file (gzip allowed) as ``str``, refusing bytes that are not UTF-8.
+
+    Decoding with replacement would split words at the bad bytes ("café"
+    in Latin-1 became "caf"): a silently different corpus.
+    """
+    raw = _read_bytes(path)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"{path}: not UTF-8 text at line {line} (byte {exc.start}); convert it "
+                         "first, e.g. iconv -f latin1 -t utf-8") from None
+
+
 @njit(**JIT)
 def _parse_body(buf, pos, line, n_docs, n_words, docs, words, counts):
     """Parse ``doc word count`` lines from ``buf[pos:]``.
@@ -119,7 +134,7 @@ def _header(raw, path):
 
 def read_vocab(path, expected=None):
     """Read ``vocab.NAME.txt`` (one word per line; trailing blank lines ignored)."""
-    lines = _read_bytes(path).decode("utf-8", "replace").splitlines()
+    lines = _read_text(path).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     for i, word in enumerate(lines):
@@ -272,7 +287,7 @@ def read_text(path, *, stop_words=ENGLISH_STOP_WORDS, min_count=1, max_doc_freq=
     """
     if min_count < 1 or not 0.0 < max_doc_freq <= 1.0:
         raise InputError("min_count must be >= 1 and max_doc_freq in (0, 1]")
-    text = _read_bytes(path).decode("utf-8", "replace")
+    text = _read_text(path)
     docs = [tokenize(line, stop_words) for line in text.split("\n")]
     if docs and not docs[-1] and text.endswith("\n"):
         docs.pop()
@@ -296,6 +311,6 @@ def read_text(path, *, stop_words=ENGLISH_STOP_WORDS, min_count=1, max_doc_freq=
 
 def read_stop_words(path):
     """Read a stop-word file: words separated by whitespace, '#' starts a comment."""
-    text = _read_bytes(path).decode("utf-8", "replace")
+    text = _read_text(path)
     return frozenset(w.lower() for line in text.splitlines()
                      for w in line.split("#", 1)[0].split())

@@ -195,6 +195,9 @@ class LDA:
         n_local = words.shape[0]
         freq = np.bincount(words, minlength=V).astype(np.int64)
         rank_freq = comm.allgatherv(freq[None, :])
+        comm.agree(rank_freq.sum() > 0,
+                   "LDA: the corpus has no tokens to train on (it is empty, or every word was "
+                   "removed as a stop word or by --min-count/--max-doc-freq)")
         # Word blocks (the phases of the shared layout).  The words are
         # numbered internally block after block, so that no cache line holds
         # count rows or word-order entries of two blocks: ranks sampling

@@ -14,6 +14,7 @@ held-out perplexity by document completion (:func:`completion_perplexity`,
 also behind :meth:`hpcml.topics.lda.LDA.perplexity`).
 """
 
+import logging
 import math
 
 import numpy as np
@@ -21,6 +22,8 @@ import numpy as np
 from hpcml.errors import InputError
 from hpcml.io.hdf5 import write_output
 from hpcml.kernels import lda as kern
+
+log = logging.getLogger("hpcml")
 
 
 #: Tokens × sweeps of one fold-in call (about a second of sampling).
@@ -170,8 +173,16 @@ class TopicModel:
                      params=params)
 
     def _check_words(self, corpus):
+        """The documents' vocabulary is the model's, and some of their words are known (collective)."""
         self.comm.agree(corpus.n_words == self.n_words,
                         f"the documents have {corpus.n_words} words, the model {self.n_words}")
+        lengths = np.diff(corpus.indptr)   # entries per document: 0 when no word is known
+        counts = self.comm.allreduce(np.array([corpus.n_docs, int(np.sum(lengths == 0))], np.int64))
+        self.comm.agree(counts[1] < counts[0] or counts[0] == 0,
+                        f"none of the {counts[0]} documents has a word of the model's vocabulary")
+        if counts[1]:
+            log.warning("%d of %d documents have no word of the model: nothing to fold in or "
+                        "score, their topic proportions are the prior's", counts[1], counts[0])
 
     def transform(self, corpus, *, sweeps=30, mh_steps=2, seed=0):
         """Topic proportions of new documents, folded in with the counts fixed.
