@@ -203,3 +203,18 @@ def test_job_spec_that_is_not_utf8(tmp_path):
     result = hpcml(2, "run", spec)
     assert result.returncode == 2 and "not UTF-8 text" in result.stderr, result
     assert result.stderr.count("hpcml: error") == 1, result
+
+
+def test_damaged_hdf5_dataset_is_not_called_missing(tmp_path):
+    import h5py
+
+    write_matrix(f"{tmp_path}/a.h5:/A", np.ones((40, 4)))
+    with h5py.File(tmp_path / "a.h5") as handle:
+        header = h5py.h5o.get_info(handle["A"].id).addr
+    with open(tmp_path / "a.h5", "r+b") as raw:   # overwrite the dataset's object header
+        raw.seek(header)
+        raw.write(b"\xff" * 16)
+    result = hpcml(2, "stats", "--input", f"{tmp_path}/a.h5:/A")
+    assert result.returncode == 2 and "cannot be read, the file is damaged" in result.stderr, result
+    result = hpcml(2, "stats", "--input", f"{tmp_path}/a.h5:/B")
+    assert result.returncode == 2 and "no dataset /B" in result.stderr, result

@@ -195,3 +195,47 @@ def test_composite_gives_what_solve_command_writes(tmp_path):
         assert result["objective"] == pytest.approx(got["objective"], rel=1e-12)
         assert result["dual_residual"] == pytest.approx(attrs["dual_residual"], rel=1e-8, abs=1e-14)
         np.testing.assert_allclose(result["x"], written["x"], rtol=1e-10, atol=1e-12)
+
+
+@pytest.fixture
+def lp_with_free_variables(tmp_path):
+    """An HDF5 LP whose bounds hold -inf (a free variable) and a finite upper bound."""
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((3, 6))
+    b = A @ rng.random(6)
+    c = rng.random(6) + 0.5
+    lower, upper = np.zeros(6), np.full(6, np.inf)
+    lower[1], upper[2] = -np.inf, 5.0
+    path = tmp_path / "lp.h5"
+    with h5py.File(path, "w") as handle:
+        handle["c"], handle["A_eq"], handle["b_eq"] = c, A, b
+        handle["lower"], handle["upper"] = lower, upper
+    return path, c, A, b, lower, upper
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_hdf5_lp_with_infinite_bounds_matches_highs(lp_with_free_variables, ranks):
+    from scipy.optimize import linprog
+
+    path, c, A, b, lower, upper = lp_with_free_variables
+    ref = linprog(c, A_eq=A, b_eq=b, bounds=[(lo, None if up == np.inf else up) for lo, up in zip(lower, upper)],
+                  method="highs")
+    got = summary(hpcml(ranks, "lp", "--input", path, "--json"))
+    # Converged to the default tol 1e-6 (relative gap and infeasibility): the objective too.
+    assert got["status"] == "converged" and abs(got["objective"] - ref.fun) <= 1e-5 * abs(ref.fun)
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("lower", np.zeros(3), "/lower has shape (3,); c has 6 entries"),
+    ("lower", np.full(6, np.nan), "/lower has a NaN"),
+    ("lower", np.full(6, 6.0), "variable 2 has bounds [6.0, 5.0]"),
+    ("upper", np.full(6, -np.inf), "need lower <= upper, lower < inf and upper > -inf"),
+])
+def test_hdf5_lp_bad_bounds_are_one_line(lp_with_free_variables, key, value, message):
+    path = lp_with_free_variables[0]
+    with h5py.File(path, "a") as handle:
+        del handle[key]
+        handle[key] = value
+    result = hpcml(2, "lp", "--input", path)
+    assert result.returncode == 2 and message in result.stderr, result
+    assert result.stderr.count("hpcml: error") == 1, result

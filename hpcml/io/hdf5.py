@@ -50,10 +50,13 @@ def _open_for_reading(path):
 
 
 def _lookup(handle, path, name):
-    obj = handle.get(name)
-    if obj is None:
-        raise InputError(f"{path}: no dataset {name}")
-    return obj
+    # h5py's get() answers None for a damaged object as for a missing one.
+    try:
+        return handle[name]
+    except KeyError as exc:
+        if "doesn't exist" in str(exc) or name not in handle:
+            raise InputError(f"{path}: no dataset {name}") from None
+        raise InputError(f"{path}:{name} cannot be read, the file is damaged ({exc})") from None
 
 
 def _csr_parts(group, path, name):
@@ -159,8 +162,11 @@ def read_rows(spec, comm, dtype=np.float64):
     return local, length
 
 
-def read_replicated(spec, comm, dtype=np.float64):
-    """A small dataset read by rank 0 and broadcast to every rank."""
+def read_replicated(spec, comm, dtype=np.float64, allow_inf=False):
+    """A small dataset read by rank 0 and broadcast to every rank.
+
+    NaN is refused, and so is ±inf unless ``allow_inf`` (bounds may be infinite).
+    """
     path, name = parse_spec(spec)
     data = None
     with comm.guard():
@@ -170,8 +176,8 @@ def read_replicated(spec, comm, dtype=np.float64):
                 if not isinstance(obj, h5py.Dataset):
                     raise InputError(f"{path}:{name} is not a dataset")
                 data = np.asarray(obj[()], dtype=dtype)
-            if not np.isfinite(data).all():
-                raise InputError(f"{path}:{name} has a NaN or Inf")
+            if np.isnan(data).any() or not (allow_inf or np.isfinite(data).all()):
+                raise InputError(f"{path}:{name} has a NaN" + ("" if allow_inf else " or Inf"))
     return comm.bcast(data, root=0)
 
 

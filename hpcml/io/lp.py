@@ -43,7 +43,8 @@ def read_lp(path, comm, mps_format="free"):
     path : str
         ``model.mps``, or ``FILE.h5`` / ``FILE.h5:/GROUP`` holding ``c`` and
         ``A_eq``/``b_eq`` and/or ``A_ub``/``b_ub``, optionally ``lower``
-        (default 0) and ``upper`` (default +inf).
+        (default 0) and ``upper`` (default +inf), which may hold ±inf (a
+        free variable: ``lower = -inf``).
     comm : hpcml.comm.Comm
     mps_format : {"free", "fixed"}
 
@@ -72,8 +73,17 @@ def read_lp(path, comm, mps_format="free"):
         else:
             pieces += [None, None]
     n = c.shape[0]
-    lower = read_replicated(f"{file}:{base}/lower", comm) if "lower" in present else np.zeros(n)
-    upper = read_replicated(f"{file}:{base}/upper", comm) if "upper" in present else np.full(n, np.inf)
+    bounds = {"lower": np.zeros(n), "upper": np.full(n, np.inf)}
+    for key in ("lower", "upper"):   # the same order on every rank: each read is collective
+        if key in present:
+            bounds[key] = read_replicated(f"{file}:{base}/{key}", comm, allow_inf=True)
+            comm.agree(bounds[key].shape == (n,),
+                       f"{file}:{base}/{key} has shape {bounds[key].shape}; c has {n} entries")
+    lower, upper = bounds["lower"], bounds["upper"]
+    bad = np.flatnonzero((lower > upper) | (lower == np.inf) | (upper == -np.inf))
+    j = bad[0] if bad.size else 0
+    comm.agree(not bad.size, f"{path}: variable {j} has bounds [{lower[j]}, {upper[j]}]: "
+               "need lower <= upper, lower < inf and upper > -inf")
     return LPInput(c, *pieces, (lower, upper), 1.0, 0.0, None)
 
 
