@@ -102,3 +102,20 @@ def test_default_method_on_wide_matrices(tmp_path, ranks, shape, k):
     assert summary["method"] != "tsqr" and summary["converged"] == k
     # Each method stops at residual ≤ 1e-10·σ₁, so σ is within that of the truth.
     assert np.max(np.abs(np.array(summary["s"]) - s_ref)) <= 1e-10 * s_ref[0]
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+@pytest.mark.parametrize("method", ["auto", "lanczos", "golub-kahan"])
+def test_whitening_a_component_without_variance_is_refused(tmp_path, ranks, method):
+    """Two constant columns: the centred data has rank 2, a third whitened score would be 0/0."""
+    X = np.random.default_rng(2).standard_normal((41, 4))
+    X[:, 2], X[:, 3] = 3.0, -1.0
+    write_matrix(f"{tmp_path}/x.h5:/X", X)
+    args = ["pca", "--input", f"{tmp_path}/x.h5:/X", "--whiten", "--scores", "--method", method]
+    result = hpcml(ranks, *args, "--k", 3, "--output", tmp_path / "bad.h5")
+    assert result.returncode == 2 and "component 3 has no variance" in result.stderr, result
+    assert not (tmp_path / "bad.h5").exists()
+    result = hpcml(ranks, *args, "--k", 2, "--output", tmp_path / "ok.h5")
+    assert result.returncode == 0, result
+    with h5py.File(tmp_path / "ok.h5") as handle:
+        np.testing.assert_allclose(handle["scores"][()].std(axis=0, ddof=1), 1.0, rtol=1e-8)

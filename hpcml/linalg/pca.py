@@ -189,6 +189,18 @@ class PCA(_Base):
             np.zeros_like(self.explained_variance_)
         rest = min(m, n) - len(result.s)
         self.noise_variance_ = max(total - self.explained_variance_.sum(), 0.0) / rest if rest else 0.0
+        if self.whiten:
+            # Whitening divides by each component's standard deviation; below
+            # the rank tolerance that is rounding noise: numpy's matrix_rank
+            # max(m, n)·ε·σ₁ for methods on A, its square root for those that
+            # work on AᵀA (their floor for σ is √ε·σ₁).
+            floor = max(m, n) * np.finfo(np.float64).eps
+            if result.method in ("gram", "lanczos"):
+                floor = np.sqrt(floor)
+            rank = int(np.sum(result.s > floor * max(result.s[0], 0.0)))
+            if rank < len(result.s):
+                raise InputError(f"PCA --whiten: component {rank + 1} has no variance (the centred data "
+                                 f"has rank {rank}); ask for at most {rank} components", collective=True)
         return result
 
     def _scale(self, Y):
