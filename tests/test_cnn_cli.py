@@ -121,6 +121,21 @@ def test_bad_mesh_fail_or_skip(tree, tmp_path):
     assert json.loads(result.stdout)["train"] == {"objects": 14, "skipped": 1}
 
 
+def test_mesh_with_a_nan_vertex_fails_instead_of_voxelizing_empty(tree, tmp_path):
+    import shutil
+
+    bad_root = tmp_path / "bad"
+    shutil.copytree(tree, bad_root)
+    victim = bad_root / "table" / "test" / "table_0001.off"
+    lines = victim.read_text().splitlines()
+    lines[2] = "nan 0 0"   # the first vertex
+    victim.write_text("\n".join(lines) + "\n")
+    result = hpcml(2, "data", "voxelize", bad_root, "--output", tmp_path / "v.h5", *VOX)
+    assert result.returncode == 2, result
+    assert "table_0001.off: vertex 0 has a coordinate that is not finite" in result.stderr, result
+    assert not os.path.exists(tmp_path / "v.h5")
+
+
 def test_class_left_empty_by_skipping(tree, tmp_path):
     import shutil
 

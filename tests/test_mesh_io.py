@@ -150,3 +150,22 @@ def test_scan_tree(tmp_path):
     assert scan_tree(tmp_path, "train", allow_empty_class=True).classes[-1] == "lamp"
     with pytest.raises(DatasetError, match="no such dataset"):
         scan_tree(tmp_path / "nope", "test")
+
+
+@pytest.mark.parametrize("name,text", [
+    ("m.off", "OFF\n4 1 0\n0 0 0\n1 0 0\nnan 1 0\n0 0 1\n3 0 1 2\n"),
+    ("m.obj", "v 0 0 0\nv 1 0 0\nv 0 inf 0\nf 1 2 3\n"),
+    ("m.stl", "solid s\nfacet normal 0 0 1\nouter loop\nvertex 0 0 0\nvertex 1 0 0\nvertex 0 1 nan\n"
+              "endloop\nendfacet\nendsolid s\n"),
+])
+def test_non_finite_vertices_are_refused(tmp_path, name, text):
+    """A NaN or Inf vertex would voxelize to an empty grid that keeps its label."""
+    (tmp_path / name).write_text(text)
+    with pytest.raises(MeshError, match="has a coordinate that is not finite"):
+        read_mesh(tmp_path / name)
+
+
+def test_off_with_too_small_a_vertex_count_says_so(tmp_path):
+    (tmp_path / "m.off").write_text("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 1 2\n")
+    with pytest.raises(MeshError, match=r":6: face with 0 vertices .* are there more than 3 vertices\?"):
+        read_mesh(tmp_path / "m.off")

@@ -192,6 +192,12 @@ def read_mesh(path):
     if ext not in readers:
         raise MeshError(path, f"unknown mesh format {ext!r} (expected .off, .stl or .obj)")
     try:
-        return readers[ext](path)
+        mesh = readers[ext](path)
     except OSError as exc:
         raise MeshError(path, f"cannot read: {exc.strerror or exc}") from None
+    # A NaN or Inf coordinate would voxelize to an empty grid that keeps its label.
+    bad = np.flatnonzero(~np.isfinite(mesh.vertices).all(axis=1))
+    if bad.size:
+        raise MeshError(path, f"vertex {bad[0]} has a coordinate that is not finite "
+                              f"({' '.join(map(str, mesh.vertices[bad[0]]))})")
+    return mesh

@@ -81,7 +81,10 @@ def parse_off(text, path="<string>"):
         last = lines[-1][0]
         raise MeshError(path, f"truncated file: header promises {n_face} faces, found "
                         f"{len(flines)}", last)
-    faces = _parse_faces(flines, n_vert, path)
+    extra = len(lines) - pos - n_face
+    hint = (f" (the file has {extra} line(s) more than its header promises: are there more than "
+            f"{n_vert} vertices?)" if extra > 0 else "")
+    faces = _parse_faces(flines, n_vert, path, hint)
     return Mesh(vertices, faces)
 
 
@@ -102,8 +105,11 @@ def _parse_vertices(vlines, path):
     raise AssertionError("unreachable: numpy rejected vertices that parse one by one")
 
 
-def _parse_faces(flines, n_vert, path):
-    """Face lines -> (m, 3) int64 triangles, polygons split into fans."""
+def _parse_faces(flines, n_vert, path, hint=""):
+    """Face lines -> (m, 3) int64 triangles, polygons split into fans.
+
+    ``hint`` ends every error message (why the faces may be misplaced).
+    """
     split = [content.split() for _, content in flines]
     # Fast path: every face a bare triangle "3 i j k", which is what ModelNet has.
     if split and all(len(t) == 4 and t[0] == "3" for t in split):
@@ -119,15 +125,15 @@ def _parse_faces(flines, n_vert, path):
             count = int(tok[0])
             idx = [int(t) for t in tok[1:1 + count]]
         except ValueError:
-            raise MeshError(path, f"bad face record {content[:60]!r}", lineno) from None
+            raise MeshError(path, f"bad face record {content[:60]!r}{hint}", lineno) from None
         if count < 3:
-            raise MeshError(path, f"face with {count} vertices (need at least 3)", lineno)
+            raise MeshError(path, f"face with {count} vertices (need at least 3){hint}", lineno)
         if len(idx) < count:
-            raise MeshError(path, f"face declares {count} vertices but lists {len(idx)}", lineno)
+            raise MeshError(path, f"face declares {count} vertices but lists {len(idx)}{hint}", lineno)
         bad = [i for i in idx if not 0 <= i < n_vert]
         if bad:
             raise MeshError(path, f"face refers to vertex {bad[0]} but the file has "
-                            f"{n_vert} vertices", lineno)
+                            f"{n_vert} vertices{hint}", lineno)
         triangles.extend(fan_triangulate(idx))
     return np.asarray(triangles, dtype=np.int64).reshape(-1, 3)
 
