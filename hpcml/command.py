@@ -34,7 +34,7 @@ log = logging.getLogger("hpcml")
 
 #: Options that never change what a job computes.
 _NOT_TRAJECTORY = ("output", "json", "log_level", "checkpoint_dir", "checkpoint_every", "resume",
-                   "handler")
+                   "allow_partial", "handler")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -126,7 +126,7 @@ def test_lasso_checkpoint_and_resume(tmp_path):
         handle["A"], handle["b"] = A, A @ rng.standard_normal(10) + rng.standard_normal(121)
     common = ["lasso", "--input", f"{tmp_path}/d.h5:/A", "--rhs", f"{tmp_path}/d.h5:/b", "--lam", 5.0,
               "--mode", "matvec", "--json", "--checkpoint-dir", tmp_path / "ck"]
-    part = summary(hpcml(2, *common, "--max-iter", 4, "--checkpoint-every", 2))
+    part = summary(hpcml(2, *common, "--max-iter", 4, "--checkpoint-every", 2, "--allow-partial"))
     assert part["status"] == "max_iterations" and sorted(n.rsplit("-", 1)[0] for n in os.listdir(tmp_path / "ck")) == ["ckpt-00000002", "ckpt-00000004"]
     whole = summary(hpcml(2, *common, "--resume"))
     fresh = summary(hpcml(1, *common[:-2]))
@@ -239,3 +239,27 @@ def test_hdf5_lp_bad_bounds_are_one_line(lp_with_free_variables, key, value, mes
     result = hpcml(2, "lp", "--input", path)
     assert result.returncode == 2 and message in result.stderr, result
     assert result.stderr.count("hpcml: error") == 1, result
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_not_solved_exits_2_unless_allow_partial(lp_with_free_variables, tmp_path, ranks):
+    """Non-convergence is handled as svd does: exit 2 naming the status, --allow-partial keeps the point."""
+    path = lp_with_free_variables[0]
+    args = ["lp", "--input", path, "--max-outer", 1, "--inner-max", 3, "--output", tmp_path / "x.h5"]
+    result = hpcml(ranks, *args)
+    assert result.returncode == 2 and "lp: not solved to --tol 1e-06 (status max_iterations" in result.stderr, result
+    assert result.stderr.count("hpcml: error") == 1 and not (tmp_path / "x.h5").exists()
+    got = summary(hpcml(ranks, *args, "--allow-partial", "--json"))
+    assert got["status"] == "max_iterations"
+    with h5py.File(tmp_path / "x.h5") as handle:
+        assert handle.attrs["status"] == "max_iterations"
+
+
+def test_lasso_that_diverges_writes_nothing(tmp_path):
+    rng = np.random.default_rng(4)
+    with h5py.File(tmp_path / "d.h5", "w") as handle:
+        handle["A"], handle["b"] = rng.standard_normal((21, 4)), rng.standard_normal(21) * 1e300
+    result = hpcml(2, "lasso", "--input", f"{tmp_path}/d.h5:/A", "--rhs", f"{tmp_path}/d.h5:/b", "--lam", 1.0,
+                   "--allow-partial", "--output", tmp_path / "x.h5")
+    assert result.returncode == 2 and "diverged to NaN or Inf" in result.stderr, result
+    assert not (tmp_path / "x.h5").exists()

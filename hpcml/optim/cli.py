@@ -7,7 +7,7 @@ import numpy as np
 from hpcml import options
 from hpcml.checkpoint import Checkpointer, add_arguments
 from hpcml.command import command
-from hpcml.errors import InputError
+from hpcml.errors import ConvergenceError, InputError
 from hpcml.io.hdf5 import write_output
 from hpcml.io.lp import read_lp
 from hpcml.io.system import read_system
@@ -23,6 +23,13 @@ def _solver_options(parser, tol):
                        help="first-order method (default AT, Auslender-Teboulle)")
     group.add_argument("--tol", type=float, default=tol, help=f"relative tolerance (default {tol:g})")
     group.add_argument("--max-iter", type=options.non_negative_int, default=5000, help="iteration limit (default 5000)")
+    _allow_partial(group)
+
+
+def _allow_partial(parser):
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="when not solved to tolerance, write the point anyway (its status says "
+                             "so) and exit 0 instead of 2")
 
 
 def register(subparsers, common):
@@ -56,6 +63,7 @@ def register(subparsers, common):
                     help="relative tolerance of infeasibility and duality gap (default 1e-6)")
     lp.add_argument("--max-outer", type=int, default=500, help="continuation steps (default 500)")
     lp.add_argument("--inner-max", type=int, default=2000, help="dual iterations per step (default 2000)")
+    _allow_partial(lp)
     lp.set_defaults(handler=run_lp)
 
     solve = subparsers.add_parser(
@@ -122,13 +130,34 @@ def _checkpoint_callback(args, comm, check_every=20):
     return x0, callback
 
 
-def _report(name, result, comm):
+#: Statuses of a point that is not the answer to the tolerance asked for
+#: (``infeasible`` and ``unbounded`` are answers: their certificates checked).
+NOT_SOLVED = ("max_iterations", "stalled")
+
+
+def _report(name, result, args, comm):
+    """Log the outcome and refuse one that is not a solution (collective: every rank sees it).
+
+    Raises
+    ------
+    ConvergenceError
+        A non-finite point or objective; or a status in :data:`NOT_SOLVED`
+        without ``--allow-partial``.
+    """
     log.info("%s: %s after %d iterations, objective %.12g, primal residual %.2e, dual residual %.2e, %.3g s",
              name, result["status"], result["iterations"], result["objective"],
              result["primal_residual"], result["dual_residual"], result["seconds"])
-    if result["status"] != "converged":
-        log.warning("%s: not solved to tolerance (status %s); the point is reported as is",
-                    name, result["status"])
+    facts = (f"status {result['status']} after {result['iterations']} iterations, primal residual "
+             f"{result['primal_residual']:.2e}, dual residual {result['dual_residual']:.2e}")
+    if not (np.isfinite(result["objective"]) and np.isfinite(result["x"]).all()):
+        raise ConvergenceError(f"{name}: the iterates diverged to NaN or Inf ({facts}); nothing written",
+                               collective=True)
+    if result["status"] in NOT_SOLVED:
+        if not args.allow_partial:
+            raise ConvergenceError(f"{name}: not solved to --tol {args.tol:g} ({facts}); raise the iteration "
+                                   "limit, loosen --tol, or pass --allow-partial to write the point anyway",
+                                   collective=True)
+        log.warning("%s: not solved to tolerance (%s); written as is (--allow-partial)", name, facts)
     return {k: result[k] for k in ("status", "objective", "primal_residual", "dual_residual",
                                    "iterations", "seconds") if k in result} | {"ranks": comm.size}
 
@@ -159,7 +188,7 @@ def run_lasso(args, comm):
     x0, callback = _checkpoint_callback(args, comm)
     result = problems.lasso(A, b, lam, method=args.method, tol=args.tol, max_iter=args.max_iter,
                             mode=args.mode, x0=x0, callback=callback)
-    summary = _report("lasso", result, comm)
+    summary = _report("lasso", result, args, comm)
     summary.update(lam=lam, gap=result["gap"], nonzeros=int(np.count_nonzero(result["x"])),
                    mode=result["mode"], method=args.method)
     _write(args, comm, result)
@@ -185,7 +214,7 @@ def run_lp(args, comm):
     problem = read_lp(args.input, comm, args.mps_format)
     result = problems.solve_lp(problem, comm, mu=args.mu, method=args.method, tol=args.tol,
                                max_outer=args.max_outer, inner_max=args.inner_max)
-    summary = _report("lp", result, comm)
+    summary = _report("lp", result, args, comm)
     summary.update(gap=result["gap"], outer=result["outer"], mu=args.mu, method=args.method)
     small = {"reduced_costs": result["reduced_costs"]}
     if "marginals_rows" in result:
@@ -211,7 +240,7 @@ def run_solve(args, comm):
     result = problems.composite(A, b, args.smooth, args.tau, args.prox, args.weight, args.lower,
                                 args.upper, method=args.method, tol=args.tol, max_iter=args.max_iter,
                                 x0=x0, callback=callback)
-    summary = _report("solve", result, comm)
+    summary = _report("solve", result, args, comm)
     summary.update(smooth=args.smooth, prox=args.prox, method=args.method)
     _write(args, comm, result)
     if args.output:
