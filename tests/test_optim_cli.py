@@ -263,3 +263,34 @@ def test_lasso_that_diverges_writes_nothing(tmp_path):
                    "--allow-partial", "--output", tmp_path / "x.h5")
     assert result.returncode == 2 and "diverged to NaN or Inf" in result.stderr, result
     assert not (tmp_path / "x.h5").exists()
+
+
+MIP = """NAME          TINYMIP
+ROWS
+ N  COST
+ L  LIM1
+COLUMNS
+    MARKER                 'MARKER'                 'INTORG'
+    X1        COST         -1.0   LIM1         2.0
+    MARKER                 'MARKER'                 'INTEND'
+    X2        COST         -1.0   LIM1         1.0
+RHS
+    RHS       LIM1         3.0
+BOUNDS
+ UP BND       X1           4.0
+ UP BND       X2           1.0
+ENDATA
+"""
+
+
+def test_integer_markers_are_refused_unless_relax(tmp_path):
+    from scipy.optimize import linprog
+
+    (tmp_path / "mip.mps").write_text(MIP)
+    result = hpcml(2, "lp", "--input", tmp_path / "mip.mps")
+    assert result.returncode == 2 and "mip.mps:6: 1 integer variable(s)" in result.stderr, result
+    assert "pass --relax" in result.stderr
+    got = summary(hpcml(2, "lp", "--input", tmp_path / "mip.mps", "--relax", "--json"))
+    assert got["status"] == "converged, LP relaxation of 1 integer variable(s)"
+    ref = linprog([-1.0, -1.0], A_ub=[[2.0, 1.0]], b_ub=[3.0], bounds=[(0, 4), (0, 1)], method="highs")
+    assert abs(got["objective"] - ref.fun) <= 1e-5 * abs(ref.fun)

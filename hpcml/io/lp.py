@@ -35,7 +35,7 @@ class LPInput(NamedTuple):
     model: object
 
 
-def read_lp(path, comm, mps_format="free"):
+def read_lp(path, comm, mps_format="free", relax=False):
     """Read an LP from ``model.mps`` (every rank parses) or an HDF5 group, row-sharding its matrices.
 
     Parameters
@@ -47,13 +47,16 @@ def read_lp(path, comm, mps_format="free"):
         free variable: ``lower = -inf``).
     comm : hpcml.comm.Comm
     mps_format : {"free", "fixed"}
+    relax : bool
+        Read an MPS model with integer variables as its LP relaxation
+        (``model.n_integer`` counts them) instead of refusing it.
 
     Returns
     -------
     LPInput
     """
     if path.lower().endswith(".mps"):
-        return _read_mps(path, comm, mps_format)
+        return _read_mps(path, comm, mps_format, relax)
     file, group = (path, "/") if ":" not in path else parse_spec(path)
     base = group.rstrip("/")
     present = None
@@ -87,10 +90,10 @@ def read_lp(path, comm, mps_format="free"):
     return LPInput(c, *pieces, (lower, upper), 1.0, 0.0, None)
 
 
-def _read_mps(path, comm, mps_format):
+def _read_mps(path, comm, mps_format, relax):
     model = None
     with comm.guard(), comm.io():
-        model = read_mps(path, mps_format)
+        model = read_mps(path, mps_format, relax)
     A_eq, b_eq, A_ub, b_ub = model.standard_rows()
     pieces = []
     for A, b in ((A_eq, b_eq), (A_ub, b_ub)):

@@ -1,8 +1,8 @@
 """MPS files (free and fixed format) as linear programs.
 
 Sections: NAME, OBJSENSE (MIN/MAX, on its line or the next), ROWS (N, E, L,
-G), COLUMNS (integer MARKER lines are accepted and the integrality is
-dropped: the LP relaxation is read), RHS (an entry on the objective row is
+G), COLUMNS (integer variables, between MARKER lines or by BV, LI, UI
+bounds, are refused unless the LP relaxation is asked for), RHS (an entry on the objective row is
 minus a constant term), RANGES, BOUNDS (UP, LO, FX, FR, MI, PL, BV, LI,
 UI) and ENDATA.  Fixed format takes fields from their columns (so names may
 hold spaces); free format splits on white space.  Malformed input raises
@@ -29,10 +29,12 @@ class LinearProgram:
     """
 
     def __init__(self, name, c, offset, A, row_lower, row_upper, lower, upper, sense,
-                 row_names, col_names):
+                 row_names, col_names, n_integer=0):
         self.name, self.c, self.offset, self.A = name, c, offset, A
         self.row_lower, self.row_upper, self.lower, self.upper = row_lower, row_upper, lower, upper
         self.sense, self.row_names, self.col_names = sense, row_names, col_names
+        #: Integer variables whose integrality was dropped (read with ``relax=True``).
+        self.n_integer = n_integer
 
     def standard_rows(self):
         """``(A_eq, b_eq, A_ub, b_ub)`` as CSR matrices: equalities, then ``≤`` rows.
@@ -94,13 +96,16 @@ def _fields(line, fmt):
     return fields if fields and fields[0] else fields[1:]
 
 
-def read_mps(path, fmt="free"):
+def read_mps(path, fmt="free", relax=False):
     """Read an MPS file.
 
     Parameters
     ----------
     path : str
     fmt : {"free", "fixed"}
+    relax : bool
+        Read a model with integer variables as its LP relaxation (their
+        count is kept in ``n_integer``) instead of refusing it.
 
     Returns
     -------
@@ -128,6 +133,7 @@ def read_mps(path, fmt="free"):
     cost = {}
     rhs, ranges, bounds = {}, {}, []
     offset, ended = 0.0, False
+    integer, in_integer, first_integer_line = set(), False, None
 
     def row_of(rname, lineno):
         if rname == objective:
@@ -182,7 +188,9 @@ def read_mps(path, fmt="free"):
             row_kind.append(kind)
         elif section == "COLUMNS":
             if len(fields) >= 3 and fields[1].strip("'").upper() == "MARKER":
-                continue                 # integrality markers: the LP relaxation is read
+                in_integer = fields[2].strip("'").upper() == "INTORG"
+                first_integer_line = first_integer_line or (lineno if in_integer else None)
+                continue
             if len(fields) not in (3, 5):
                 raise InputError(f"{path}:{lineno}: a COLUMNS line needs a column and 1 or 2 "
                                  f"(row, value) pairs")
@@ -191,6 +199,8 @@ def read_mps(path, fmt="free"):
                 col_index[cname] = len(col_names)
                 col_names.append(cname)
             j = col_index[cname]
+            if in_integer:
+                integer.add(j)
             for rname, text in zip(fields[1::2], fields[2::2]):
                 value = _number(text, path, lineno)
                 i = row_of(rname, lineno)
@@ -227,6 +237,9 @@ def read_mps(path, fmt="free"):
             if kind not in ("UP", "LO", "FX", "FR", "MI", "PL", "BV", "LI", "UI"):
                 raise InputError(f"{path}:{lineno}: unknown bound type {fields[0]!r}")
             bounds.append((kind, col_of(cname, lineno), value, lineno))
+            if kind in ("BV", "LI", "UI"):
+                integer.add(bounds[-1][1])
+                first_integer_line = first_integer_line or lineno
         elif section is None:
             raise InputError(f"{path}:{lineno}: data before the first section")
         else:
@@ -280,8 +293,12 @@ def read_mps(path, fmt="free"):
     if bad.size:
         raise InputError(f"{path}: column {col_names[bad[0]]!r} has lower bound {lower[bad[0]]} "
                          f"above its upper bound {upper[bad[0]]}")
+    if integer and not relax:
+        raise InputError(f"{path}:{first_integer_line}: {len(integer)} integer variable(s) (MARKER "
+                         "INTORG, or BV/LI/UI bounds): hpcml solves linear programs; pass --relax to "
+                         "solve the LP relaxation")
     return LinearProgram(name, sense * c, sense * offset, A, row_lower, row_upper, lower, upper,
-                         sense, list(row_index), col_names)
+                         sense, list(row_index), col_names, len(integer))
 
 
 def _sense(word, path, lineno):

@@ -57,6 +57,8 @@ def register(subparsers, common):
     lp.add_argument("--input", required=True,
                     help="model.mps, or model.h5 holding c, lower, upper and A_eq/b_eq and/or A_ub/b_ub")
     lp.add_argument("--mps-format", choices=["free", "fixed"], default="free")
+    lp.add_argument("--relax", action="store_true",
+                    help="solve the LP relaxation of a model with integer variables (the status says so)")
     lp.add_argument("--mu", type=float, default=1e-3, help="smoothing weight μ (default 1e-3)")
     lp.add_argument("--method", choices=METHODS, default="AT")
     lp.add_argument("--tol", type=float, default=1e-6,
@@ -211,10 +213,15 @@ def run_lp(args, comm):
     :func:`hpcml.optim.problems.solve_lp`.
     """
     _check_positive(mu=args.mu, tol=args.tol, max_outer=args.max_outer, inner_max=args.inner_max)
-    problem = read_lp(args.input, comm, args.mps_format)
+    problem = read_lp(args.input, comm, args.mps_format, args.relax)
     result = problems.solve_lp(problem, comm, mu=args.mu, method=args.method, tol=args.tol,
                                max_outer=args.max_outer, inner_max=args.inner_max)
     summary = _report("lp", result, args, comm)
+    integer = problem.model.n_integer if problem.model is not None else 0
+    if integer:
+        # The status names what was solved, which is not the model in the file.
+        result["status"] = summary["status"] = f"{result['status']}, LP relaxation of {integer} integer variable(s)"
+        log.warning("lp: %s", result["status"])
     summary.update(gap=result["gap"], outer=result["outer"], mu=args.mu, method=args.method)
     small = {"reduced_costs": result["reduced_costs"]}
     if "marginals_rows" in result:
