@@ -192,3 +192,21 @@ def test_sigterm_checkpoint_resume_and_foreign_checkpoint(voxels, tmp_path):
     assert os.path.exists(tmp_path / "m.h5")
     done = json.loads(result.stdout)["epochs"]
     assert [e["epoch"] for e in done] == [epochs]
+
+
+def test_diverged_training_writes_no_model(voxels, tmp_path):
+    result = hpcml(2, "cnn", "train", "--data", voxels, *TRAIN[:-2], "--lr", 1e30, "--output", tmp_path / "m.h5")
+    assert result.returncode == 2 and "training diverged: the mean loss of epoch 1 is nan" in result.stderr, result
+    assert result.stderr.count("hpcml: error") == 1 and not (tmp_path / "m.h5").exists()
+
+
+def test_model_file_with_nan_parameters_is_refused(voxels, tmp_path):
+    model = tmp_path / "m.h5"
+    assert hpcml(1, "cnn", "train", "--data", voxels, *TRAIN[:-4], "--epochs", 1, "--output", model).returncode == 0
+    with h5py.File(model, "a") as handle:
+        name = sorted(handle["params"])[0]
+        data = handle["params"][name][()]
+        data.flat[0] = np.nan
+        handle["params"][name][...] = data
+    result = hpcml(2, "cnn", "eval", model, "--data", voxels)
+    assert result.returncode == 2 and f"parameter {name} holds NaN or Inf" in result.stderr, result

@@ -120,6 +120,9 @@ def load_model(path, comm):
                     raise InputError(f"{path}: not a model file from `hpcml cnn train`")
                 meta = json.loads(handle.attrs["cnn_model"])
                 params = {k: v[()] for k, v in handle["params"].items()}
+                bad = [k for k, v in params.items() if not np.isfinite(v).all()]
+                if bad:
+                    raise InputError(f"{path}: parameter {bad[0]} holds NaN or Inf (a diverged training)")
                 scores = {f"{g}/{k}": handle[g][k][()] for g in ("val", "test") if g in handle
                           for k in handle[g]}
                 content = (meta, params, scores)

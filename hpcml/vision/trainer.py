@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hpcml.errors import InputError
+from hpcml.errors import ConvergenceError, InputError
 from hpcml.partition import block_range
 from hpcml.progress import Progress
 from hpcml.runtime import keep_freed_memory
@@ -191,6 +191,8 @@ def train(model, arch, data, comm, config, checkpointer=None, device=None, show_
         After saving, when a stop signal arrived on any rank (exit code 75).
     InputError
         The data do not suit the network, or the checkpoint was written for another one.
+    ConvergenceError
+        The mean loss of an epoch is NaN or Inf (on every rank; exit code 2).
     """
     device = device or pick_device(comm.rank)
     keep_freed_memory()
@@ -260,6 +262,10 @@ def train(model, arch, data, comm, config, checkpointer=None, device=None, show_
                        "accuracy": float(totals[:, 1].sum() / max(n_seen, 1)),
                        "seconds": seconds, "samples_per_s": float(n_seen / max(seconds, 1e-9))}
             epochs.append(metrics)
+            if not math.isfinite(metrics["loss"]):
+                # Every rank holds the same allreduced loss: the same decision.
+                raise ConvergenceError(f"training diverged: the mean loss of epoch {epoch + 1} is "
+                                       f"{metrics['loss']} (lower --lr); nothing written", collective=True)
             if on_epoch is not None:
                 on_epoch(metrics)
         if checkpointer is not None and steps_here and not checkpointer.due(global_step):
