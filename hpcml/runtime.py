@@ -56,6 +56,21 @@ def limit_threads(environ=os.environ):
     return changed
 
 
+def available_memory(meminfo="/proc/meminfo"):
+    """Bytes of memory this node can still give without swapping, or ``None`` where unknown.
+
+    Linux's ``MemAvailable`` (free memory plus the page cache it can drop).
+    """
+    try:
+        with open(meminfo) as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 MALLOC_VARIABLES = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_",

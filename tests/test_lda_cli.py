@@ -181,3 +181,16 @@ def test_infer_says_when_documents_have_no_known_word(tmp_path):
     out = lda_cli(2, "lda", "infer", "--model", tmp_path / "m.h5", "--input", tmp_path / "some.txt",
                   "--output", tmp_path / "t.h5")
     assert out.returncode == 0 and "1 of 3 documents have no word of the model" in out.stderr, out
+
+
+@pytest.mark.parametrize("docword,topics", [
+    (b"1\n3\n1\n1 1 2147483647\n", 3),        # one count of 2^31 - 1 tokens: 68 GB
+    (b"1\n3\n3\n1 1 2\n1 2 1\n1 3 1\n", 10**12),  # 3 x 1e12 word-topic cells
+])
+def test_a_model_that_cannot_fit_is_refused_before_any_work(tmp_path, docword, topics):
+    (tmp_path / "docword.big.txt").write_bytes(docword)
+    (tmp_path / "vocab.big.txt").write_text("a\nb\nc\n")
+    out = lda_cli(2, "lda", "train", "--input", tmp_path / "docword.big.txt", "--topics", topics,
+                  "--iterations", 1, timeout=60)
+    assert out.returncode == 2 and "LDA would need about" in out.stderr and "GB are available" in out.stderr, out
+    assert out.stderr.count("hpcml: error") == 1 and out.seconds < 30, out

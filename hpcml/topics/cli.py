@@ -17,7 +17,7 @@ from hpcml.command import command
 from hpcml.errors import InputError
 from hpcml.io.hdf5 import write_output
 from hpcml.topics.corpus import FORMATS, load_corpus, read_corpus, split_heldout, write_corpus
-from hpcml.topics.lda import EXCHANGES, INITS, LAYOUTS, LDA, SAMPLERS
+from hpcml.topics.lda import EXCHANGES, INITS, LAYOUTS, LDA, SAMPLERS, refuse_if_too_big
 from hpcml.topics.model import TopicModel
 
 log = logging.getLogger("hpcml")
@@ -157,8 +157,10 @@ def _check_train_args(args):
 def run_train(args, comm):
     """Train, print the top words, write the model; returns the summary."""
     _check_train_args(args)
-    alpha = _parse_alpha(args.alpha, args.topics)
     local, n_docs = load_corpus(args.input, comm, **_read_options(args))
+    # Before anything of size K (the priors) is built.
+    refuse_if_too_big(comm, int(local.counts.sum()), local.n_words * args.topics)
+    alpha = _parse_alpha(args.alpha, args.topics)
     train_docs, train_ids, heldout = split_heldout(local, args.heldout)
     try:
         model = LDA(args.topics, alpha=alpha, beta=args.beta, sampler=args.sampler,

@@ -57,6 +57,7 @@ from hpcml.comm import SharedArray
 from hpcml.errors import InputError
 from hpcml.kernels import lda as kern
 from hpcml.partition import block_range
+from hpcml.runtime import available_memory, ranks_on_node
 from hpcml.topics.model import TopicModel, completion_perplexity, proportions
 
 SAMPLERS = ("mh", "dense")
@@ -70,6 +71,40 @@ LAYOUTS = ("auto", "shared", "replicated")
 #: each merged two topics of a 5-topic corpus in one seed of four, 0.05 and
 #: 0.1 in none of six.
 INIT_SMOOTH = 0.05
+
+
+#: Upper bounds of the sampler's memory, from :meth:`LDA.memory_bytes`
+#: plus the temporaries of ``setup``: per own token (word, topic, positions,
+#: the sort that orders them) and per word-topic cell (int32 counts, and
+#: the int32 copy the model file is written from).
+BYTES_PER_TOKEN, BYTES_PER_CELL = 32, 8
+
+
+def refuse_if_too_big(comm, local_tokens, cells):
+    """Refuse, before allocating, a model whose state would not fit this node's memory (collective).
+
+    Parameters
+    ----------
+    comm : hpcml.comm.Comm
+    local_tokens : int
+        This rank's tokens.
+    cells : int
+        Word-topic cells ``V × K`` (every rank holds or maps them).
+
+    Raises
+    ------
+    InputError
+        Naming the estimate, the memory available and the options that change it.
+    """
+    available = available_memory()
+    need = comm.allreduce_scalar(local_tokens * BYTES_PER_TOKEN, "max") * ranks_on_node() \
+        + cells * BYTES_PER_CELL
+    if available is not None:
+        comm.agree(need <= available,
+                   f"LDA would need about {need / 1e9:.1f} GB on this node ({BYTES_PER_TOKEN} B per "
+                   f"token on each of its {ranks_on_node()} rank(s), {BYTES_PER_CELL} B per word-topic "
+                   f"cell of {cells:.3g}) and {available / 1e9:.1f} GB are available: use fewer "
+                   "--topics, a smaller vocabulary (--min-count) or corpus, or more nodes")
 
 
 def count_dtype(max_count):
@@ -188,6 +223,7 @@ class LDA:
         """
         self.comm = comm
         K, V = self.n_topics, corpus.n_words
+        refuse_if_too_big(comm, int(corpus.counts.sum()), V * K)
         self.n_words = V
         self.vocab = corpus.vocab
         self.doc_offset = corpus.doc_offset
