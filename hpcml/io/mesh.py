@@ -112,7 +112,7 @@ def read_stl(path):
         raise MeshError(path, "neither a binary STL (size does not match the facet count) "
                         "nor ASCII text") from None
     corners = []
-    in_loop = 0
+    in_loop, loop_start = 0, None
     for lineno, raw in enumerate(text.splitlines(), 1):
         tok = raw.split()
         if not tok:
@@ -128,7 +128,7 @@ def read_stl(path):
                 raise MeshError(path, f"bad number in {raw.strip()!r}", lineno) from None
             in_loop += 1
         elif tok[0] == "endloop" and in_loop != 3:
-            raise MeshError(path, f"facet has {in_loop} vertices, expected 3", loop_start)
+            raise MeshError(path, f"facet has {in_loop} vertices, expected 3", loop_start or lineno)
     if not text.lstrip().startswith("solid"):
         raise MeshError(path, "not an STL file (no 'solid' header)", 1)
     if len(corners) % 3:

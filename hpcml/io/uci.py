@@ -30,6 +30,7 @@ from hpcml.errors import InputError
 from hpcml.io.corpus import Corpus, from_token_lists
 from hpcml.io.hdf5 import atomic_file
 from hpcml.kernels import JIT
+from hpcml.runtime import available_memory
 
 _BAD_FIELD, _FIELD_COUNT, _NEGATIVE, _DOC_RANGE, _WORD_RANGE, _TOO_MANY = range(1, 7)
 
@@ -147,6 +148,22 @@ def read_vocab(path, expected=None):
     return vocab
 
 
+def _check_header_sizes(path, n_docs, n_words, nnz, body_bytes):
+    """Refuse header sizes that the file cannot hold or memory cannot: before allocating by them."""
+    # An entry "d w c" takes at least 6 bytes with its newline (5 for a last line without).
+    # A small excess is left to the parser, whose message names the line.
+    most = (body_bytes + 1) // 6
+    if nnz > max(most, 10**6):
+        raise InputError(f"{path}:3: header NNZ = {nnz}, but the {body_bytes} bytes after the header "
+                         f"hold at most {most} entries")
+    if n_docs * max(n_words, 1) >= 2**62:
+        raise InputError(f"{path}:1: header D x W = {n_docs} x {n_words} is too large to index")
+    available = available_memory()
+    if available is not None and 8 * (n_docs + 1) > available:
+        raise InputError(f"{path}:1: header D = {n_docs} documents need {8 * (n_docs + 1) / 1e9:.1f} GB "
+                         f"of offsets, and {available / 1e9:.1f} GB are available")
+
+
 def read_uci(docword, vocab=None):
     """Read a UCI bag-of-words corpus.
 
@@ -168,6 +185,7 @@ def read_uci(docword, vocab=None):
     """
     raw = _read_bytes(docword)
     (n_docs, n_words, nnz), body = _header(raw, docword)
+    _check_header_sizes(docword, n_docs, n_words, nnz, len(raw) - body)
     buf = np.frombuffer(raw, dtype=np.uint8)
     docs = np.empty(nnz, np.int64)
     words = np.empty(nnz, np.int32)
