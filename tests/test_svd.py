@@ -74,7 +74,8 @@ def test_svd_centred_and_pca_of_sparse_input(data):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--input", "in.h5:/A", "--k", 20], "need 1 <= k < min(m, n) = 20"),
+    (["--input", "in.h5:/A", "--k", 21], "need 1 <= k <= min(m, n) = 20"),
+    (["--input", "in.h5:/A", "--k", 20, "--method", "lanczos"], "k = min(m, n) = 20 (every triplet) needs method gram"),
     (["--input", "in.h5:/inf", "--k", 2], "NaN or Inf in row 101"),
     (["--input", "in.h5:/empty", "--k", 1], "the matrix is empty"),
     (["--input", "in.h5:/A", "--k", 2, "--method", "qr"], "invalid choice: 'qr'"),
@@ -119,3 +120,18 @@ def test_whitening_a_component_without_variance_is_refused(tmp_path, ranks, meth
     assert result.returncode == 0, result
     with h5py.File(tmp_path / "ok.h5") as handle:
         np.testing.assert_allclose(handle["scores"][()].std(axis=0, ddof=1), 1.0, rtol=1e-8)
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+@pytest.mark.parametrize("shape,k", [((1, 40), 1), ((40, 1), 1), ((30, 50), 30), ((61, 20), 20)])
+def test_every_triplet_of_one_row_one_column_and_k_equal_min(tmp_path, ranks, shape, k):
+    """k = min(m, n) takes TSQR (tall) or the Gram matrix (wide); one row at 3 ranks leaves two empty."""
+    A = np.random.default_rng(sum(shape)).standard_normal(shape)
+    write_matrix(f"{tmp_path}/a.h5:/A", A)
+    result = hpcml(ranks, "svd", "--input", f"{tmp_path}/a.h5:/A", "--k", k, "--json")
+    assert result.returncode == 0, result
+    summary = json.loads(result.stdout)
+    s_ref = np.linalg.svd(A, compute_uv=False)
+    assert summary["method"] == ("tsqr" if shape[0] >= shape[1] else "gram")
+    # Both stop at residual ≤ 1e-10·σ₁ (gram squares the condition number: these are well conditioned).
+    assert np.max(np.abs(np.array(summary["s"]) - s_ref[:k])) <= 1e-10 * s_ref[0]

@@ -106,6 +106,10 @@ def choose_method(shape, k, sparse):
     """
     m, n = shape
     small = min(m, n)
+    if k >= small:
+        if m >= n:
+            return "tsqr", f"k = min(m, n) = {k}: every triplet, by one pass of TSQR"
+        return "gram", f"k = min(m, n) = {k} of a wide matrix: every triplet, from the n x n Gram matrix"
     tall_dense = not sparse and m >= n   # TSQR factors tall matrices only
     if tall_dense and n <= NARROW:
         # One pass of TSQR costs about n/2 passes of A^T A v; ARPACK needs
@@ -128,9 +132,13 @@ def _check(A, k, method, tol, ncv):
         raise InputError(f"svd: unknown method {method!r} (known: {', '.join(METHODS)})", collective=True)
     if m == 0 or n == 0:
         raise InputError(f"svd: the matrix is empty (shape {m} x {n})", collective=True)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < min(m, n):
-        raise InputError(f"svd: need 1 <= k < min(m, n) = {min(m, n)} for a {m} x {n} matrix, got k = {k}",
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= min(m, n):
+        raise InputError(f"svd: need 1 <= k <= min(m, n) = {min(m, n)} for a {m} x {n} matrix, got k = {k}",
                          collective=True)
+    if k == min(m, n) and method not in ("auto", "gram") and not (method == "tsqr" and m >= n):
+        # The Krylov and randomized methods need room beyond the k vectors.
+        raise InputError(f"svd: k = min(m, n) = {k} (every triplet) needs method gram, or tsqr when "
+                         f"m >= n; {method} finds k < {k}", collective=True)
     if tol is not None and not tol > 0:
         raise InputError(f"svd: --tol must be > 0, got {tol}", collective=True)
     if ncv is not None and not k < ncv:
@@ -161,7 +169,8 @@ def svd(A, k, method="auto", tol=None, max_iter=None, compute_u=False, seed=0, n
     A : hpcml.distmat.DistMatrix
         Dense or CSR, float32 or float64.
     k : int
-        How many triplets, ``1 <= k < min(m, n)``.
+        How many triplets, ``1 <= k <= min(m, n)``; ``k = min(m, n)`` (every
+        triplet) with ``gram``, ``tsqr`` (when ``m >= n``) or ``auto``.
     method : {"auto", "gram", "lanczos", "golub-kahan", "tsqr", "randomized"}
         ``gram``: ``AᵀA`` by one allreduce and a dense eigensolver (small
         ``n``; squares the condition number).  ``lanczos``: ARPACK on

@@ -150,7 +150,7 @@ r = svd(A, 2)
 assert r.method in EXACT and r.reason
 
 # -- errors: the same InputError on every rank -----------------------------------------------
-for bad in (dict(k=0), dict(k=n), dict(k=2, method="qr"), dict(k=2, tol=-1.0)):
+for bad in (dict(k=0), dict(k=n + 1), dict(k=n, method="lanczos"), dict(k=2, method="qr"), dict(k=2, tol=-1.0)):
     options = {"method": "auto", **bad}
     try:
         svd(A, options.pop("k"), **options)
