@@ -71,6 +71,31 @@ def available_memory(meminfo="/proc/meminfo"):
     return None
 
 
+def refuse_beyond_memory(nbytes, what, remedy, ranks=None):
+    """Raise :class:`hpcml.errors.InputError` if ``nbytes`` per rank cannot fit this node.
+
+    Parameters
+    ----------
+    nbytes : int
+        What each rank is about to allocate.
+    what : str
+        What it is, for the message.
+    remedy : str
+        The options that change it.
+    ranks : int, optional
+        How many ranks of the node allocate it (default: the launcher's
+        ranks per node).
+    """
+    from hpcml.errors import InputError
+
+    available = available_memory()
+    ranks = ranks_on_node() if ranks is None else ranks
+    if available is not None and nbytes * ranks > available:
+        on = f" on each of {ranks} ranks" if ranks > 1 else ""
+        raise InputError(f"{what} needs {nbytes / 1e9:.1f} GB{on} and this node has "
+                         f"{available / 1e9:.1f} GB available: {remedy}")
+
+
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 MALLOC_VARIABLES = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_",

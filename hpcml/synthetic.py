@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from hpcml.command import command
 from hpcml.errors import InputError
+from hpcml.runtime import refuse_beyond_memory
 
 
 def parse_spectrum(text, count):
@@ -88,6 +89,11 @@ def run(args, comm):
     with comm.guard():
         if comm.rank == 0:
             rng = np.random.default_rng(args.seed)
+            # The dense matrix with its two orthogonal factors; a sparse one's
+            # non-zeros as value, index and the generator's temporaries.
+            cells = args.rows * args.cols if args.density is None else args.density * args.rows * args.cols
+            refuse_beyond_memory(int(cells * (24 if args.density is None else 32)),
+                                 f"data matrix {args.rows} x {args.cols}", "fewer --rows or --cols", ranks=1)
             if args.density is None:
                 s = parse_spectrum(args.spectrum, min(args.rows, args.cols))
                 A = dense_with_spectrum(args.rows, args.cols, s, rng, args.dtype)

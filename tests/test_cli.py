@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import os
 import signal
@@ -218,3 +219,26 @@ def test_damaged_hdf5_dataset_is_not_called_missing(tmp_path):
     assert result.returncode == 2 and "cannot be read, the file is damaged" in result.stderr, result
     result = hpcml(2, "stats", "--input", f"{tmp_path}/a.h5:/B")
     assert result.returncode == 2 and "no dataset /B" in result.stderr, result
+
+
+def test_sizes_beyond_memory_are_refused_before_allocating(tmp_path):
+    import h5py
+
+    # Datasets of 8 TB that take no disk: HDF5 allocates chunks only when written.
+    with h5py.File(tmp_path / "huge.h5", "w") as handle:
+        handle.create_dataset("A", shape=(10**7, 10**5), dtype="f8", chunks=(1000, 1000))
+        handle.create_dataset("train/x", shape=(10**7, 12, 64, 64, 64), dtype="u1", chunks=(1, 1, 64, 64, 64))
+        handle["train/y"] = np.zeros(1, np.int64)
+        handle["classes"] = np.array([b"a"])
+        handle.attrs["kind"] = "voxels"
+    for argv, message in (
+            (["stats", "--input", f"{tmp_path}/huge.h5:/A"], "rows 0..5000000 needs 4000.0 GB on each of 2 ranks"),
+            (["data", "matrix", "--rows", 10**7, "--cols", 10**5, "--output", f"{tmp_path}/m.h5:/A"],
+             "data matrix 10000000 x 100000 needs 24000.0 GB"),
+            (["cnn", "train", "--data", tmp_path / "huge.h5", "--model", "voxnet", "--output", tmp_path / "m.h5"],
+             "every rank holds the whole split")):
+        if argv[0] == "cnn" and importlib.util.find_spec("torch") is None:
+            continue   # the cnn extra is not installed
+        result = hpcml(2, *argv)
+        assert result.returncode == 2 and message in result.stderr and "GB available" in result.stderr, result
+        assert result.stderr.count("hpcml: error") == 1 and result.seconds < 60, result

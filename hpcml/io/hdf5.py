@@ -27,6 +27,7 @@ import hpcml
 from hpcml.distmat import DistMatrix
 from hpcml.errors import InputError
 from hpcml.partition import block_range
+from hpcml.runtime import refuse_beyond_memory
 
 
 def parse_spec(spec):
@@ -92,6 +93,8 @@ def _read_local_block(path, name, comm, dtype):
             lo, hi = int(indptr[0]), int(indptr[-1])
             if np.any(np.diff(indptr) < 0):
                 raise InputError(f"{where}: indptr decreases within rows {start}..{stop}")
+            refuse_beyond_memory((hi - lo) * (obj["data"].dtype.itemsize + 4), f"{where}: rows {start}..{stop}",
+                                 "run on more ranks or nodes")
             data = obj["data"][lo:hi]
             indices = obj["indices"][lo:hi]
             if indices.size and (indices.min() < 0 or indices.max() >= n):
@@ -103,6 +106,8 @@ def _read_local_block(path, name, comm, dtype):
             raise InputError(f"{where} must be a 2-D matrix, has shape {obj.shape}")
         kind = _float_dtype(obj.dtype, dtype, where)
         start, stop = block_range(obj.shape[0], comm.size, comm.rank)
+        refuse_beyond_memory((stop - start) * obj.shape[1] * np.dtype(kind).itemsize,
+                             f"{where}: rows {start}..{stop}", "run on more ranks or nodes")
         return np.ascontiguousarray(obj[start:stop], dtype=kind)
 
 

@@ -28,6 +28,7 @@ from hpcml.io.modelnet import DatasetError, scan_tree
 from hpcml.kernels.render import render_views
 from hpcml.kernels.voxelize import voxelize_orientations
 from hpcml.partition import block_range
+from hpcml.runtime import refuse_beyond_memory
 from hpcml.vision.dataset import SampleSet
 
 log = logging.getLogger("hpcml")
@@ -145,6 +146,10 @@ def load_split(path, split, comm):
                 kind = handle.attrs.get("kind")
                 kind = kind.decode() if isinstance(kind, bytes) else str(kind)
                 classes = [c.decode() for c in handle["classes"][()]]
+                x = handle[f"{split}/x"]
+                refuse_beyond_memory(x.size * x.dtype.itemsize, f"{path}: the {split} split ({x.shape})",
+                                     "every rank holds the whole split: fewer ranks per node, fewer "
+                                     "--orientations or views, or a smaller --grid or --size")
                 data = SampleSet(handle[f"{split}/x"][()], handle[f"{split}/y"][()].astype(np.int64),
                                  kind, classes)
         except FileNotFoundError:
