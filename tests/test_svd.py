@@ -135,3 +135,17 @@ def test_every_triplet_of_one_row_one_column_and_k_equal_min(tmp_path, ranks, sh
     assert summary["method"] == ("tsqr" if shape[0] >= shape[1] else "gram")
     # Both stop at residual ≤ 1e-10·σ₁ (gram squares the condition number: these are well conditioned).
     assert np.max(np.abs(np.array(summary["s"]) - s_ref[:k])) <= 1e-10 * s_ref[0]
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+def test_rank_deficient_matrix_by_the_default_method(tmp_path, ranks):
+    """Rank 3 of 20 columns: the zero singular values come out at the rounding floor."""
+    rng = np.random.default_rng(11)
+    A = rng.standard_normal((61, 3)) @ rng.standard_normal((3, 20))
+    write_matrix(f"{tmp_path}/d.h5:/A", A)
+    result = hpcml(ranks, "svd", "--input", f"{tmp_path}/d.h5:/A", "--k", 5, "--json")
+    assert result.returncode == 0, result
+    s = np.array(json.loads(result.stdout)["s"])
+    s_ref = np.linalg.svd(A, compute_uv=False)[:5]
+    # Backward stable (TSQR): |σ̂ − σ| ≤ c·ε·σ₁ by Weyl, c = n as in check_svd.py.
+    assert np.max(np.abs(s - s_ref)) <= A.shape[1] * np.finfo(float).eps * s_ref[0]
