@@ -57,8 +57,10 @@ _PATTERNS = {
     "partition": re.compile(rf"^{_NAME}(,{_NAME})*$"),
     "account": re.compile(rf"^{_NAME}$"),
     "qos": re.compile(rf"^{_NAME}$"),
-    # gpu:2, gpu:a100:4, shard:1,gpu:1
-    "gres": re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_.-]+)*(,[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_.-]+)*)*$"),
+    # gpu:2, gpu:a100:4, shard:1,gpu:1: each item NAME[:TYPE]:COUNT, COUNT >= 1
+    # (SLURM would read gpu:x as one GPU of a type x that no site has).
+    "gres": re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*(:[A-Za-z_][A-Za-z0-9_.-]*)?:[1-9][0-9]*"
+                       r"(,[A-Za-z_][A-Za-z0-9_.-]*(:[A-Za-z_][A-Za-z0-9_.-]*)?:[1-9][0-9]*)*$"),
     # sbatch --mem: a number with an optional K/M/G/T unit (default MB).
     "mem": re.compile(r"^[0-9]{1,12}[KMGT]?$"),
     # Names of MPI plugins (pmi2, pmix, pmix_v4, cray_shasta, none).

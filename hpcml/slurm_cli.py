@@ -36,7 +36,7 @@ def register(subparsers, common):
     p.add_argument("--partition", help="SLURM partition")
     p.add_argument("--account", help="SLURM account")
     p.add_argument("--qos", help="SLURM quality of service")
-    p.add_argument("--gres", help="generic resources, e.g. gpu:2")
+    p.add_argument("--gres", help="generic resources, NAME[:TYPE]:COUNT[,...], e.g. gpu:2 or gpu:a100:4")
     p.add_argument("--launcher", choices=("srun", "mpiexec"), help="how the ranks are started")
     p.add_argument("--mpi", help="srun's --mpi plugin: pmi2, pmix, ...")
     p.add_argument("--requeue", action=argparse.BooleanOptionalAction, default=None,

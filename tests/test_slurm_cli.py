@@ -96,6 +96,8 @@ def test_jobs_without_checkpoints_get_no_resume_arguments(tmp_path, submit):
     (["--time", "1:00:00; touch pwned"], "--time"),
     (["--mem", "$(touch pwned)"], "--mem"),
     (["--gres", "gpu:1 --wrap=touch"], "--gres"),
+    (["--gres", "gpu:x"], "'gpu:x' is not a valid gres"),
+    (["--gres", "gpu:0"], "'gpu:0' is not a valid gres"),
     (["--ntasks-per-node", "0"], "--ntasks-per-node"),
     (["--set", "no_such_parameter=1"], "unknown parameter"),
     (["--set", "resources.ranks=3", "--nodes", "2"], "multiple of 2 node"),
