@@ -159,7 +159,7 @@ def run_train(args, comm):
     _check_train_args(args)
     local, n_docs = load_corpus(args.input, comm, **_read_options(args))
     # Before anything of size K (the priors) is built.
-    refuse_if_too_big(comm, int(local.counts.sum()), local.n_words * args.topics)
+    refuse_if_too_big(comm, int(local.counts.sum()), local.n_docs, local.n_words, args.topics)
     alpha = _parse_alpha(args.alpha, args.topics)
     train_docs, train_ids, heldout = split_heldout(local, args.heldout)
     try:

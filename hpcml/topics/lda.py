@@ -74,22 +74,24 @@ INIT_SMOOTH = 0.05
 
 
 #: Upper bounds of the sampler's memory, from :meth:`LDA.memory_bytes`
-#: plus the temporaries of ``setup``: per own token (word, topic, positions,
-#: the sort that orders them) and per word-topic cell (int32 counts, and
-#: the int32 copy the model file is written from).
-BYTES_PER_TOKEN, BYTES_PER_CELL = 32, 8
+#: plus the temporaries of ``setup`` and of the model file: per own token
+#: (word, topic, positions, the sort that orders them), per document-topic
+#: cell of the rank's documents (the int64 counts and the float32
+#: proportions the model file holds) and per word-topic cell (int32 counts,
+#: and the int32 copy the model file is written from).
+BYTES_PER_TOKEN, BYTES_PER_DOC_TOPIC, BYTES_PER_CELL = 32, 20, 8
 
 
-def refuse_if_too_big(comm, local_tokens, cells):
+def refuse_if_too_big(comm, local_tokens, local_docs, n_words, n_topics):
     """Refuse, before allocating, a model whose state would not fit this node's memory (collective).
 
     Parameters
     ----------
     comm : hpcml.comm.Comm
-    local_tokens : int
-        This rank's tokens.
-    cells : int
-        Word-topic cells ``V × K`` (every rank holds or maps them).
+    local_tokens, local_docs : int
+        This rank's tokens and documents.
+    n_words, n_topics : int
+        ``V`` and ``K``: every rank holds or maps the ``V × K`` counts.
 
     Raises
     ------
@@ -97,13 +99,14 @@ def refuse_if_too_big(comm, local_tokens, cells):
         Naming the estimate, the memory available and the options that change it.
     """
     available = available_memory()
-    need = comm.allreduce_scalar(local_tokens * BYTES_PER_TOKEN, "max") * ranks_on_node() \
-        + cells * BYTES_PER_CELL
+    rank = local_tokens * BYTES_PER_TOKEN + local_docs * n_topics * BYTES_PER_DOC_TOPIC
+    need = comm.allreduce_scalar(rank, "max") * ranks_on_node() + n_words * n_topics * BYTES_PER_CELL
     if available is not None:
         comm.agree(need <= available,
                    f"LDA would need about {need / 1e9:.1f} GB on this node ({BYTES_PER_TOKEN} B per "
-                   f"token on each of its {ranks_on_node()} rank(s), {BYTES_PER_CELL} B per word-topic "
-                   f"cell of {cells:.3g}) and {available / 1e9:.1f} GB are available: use fewer "
+                   f"token and {BYTES_PER_DOC_TOPIC} B per document and topic on each of its "
+                   f"{ranks_on_node()} rank(s), {BYTES_PER_CELL} B per word-topic cell of "
+                   f"{n_words} x {n_topics}) and {available / 1e9:.1f} GB are available: use fewer "
                    "--topics, a smaller vocabulary (--min-count) or corpus, or more nodes")
 
 
@@ -223,7 +226,7 @@ class LDA:
         """
         self.comm = comm
         K, V = self.n_topics, corpus.n_words
-        refuse_if_too_big(comm, int(corpus.counts.sum()), V * K)
+        refuse_if_too_big(comm, int(corpus.counts.sum()), corpus.n_docs, V, K)
         self.n_words = V
         self.vocab = corpus.vocab
         self.doc_offset = corpus.doc_offset

@@ -82,6 +82,12 @@ def preprocess(root, output, comm, kind, options, on_bad_mesh="fail", splits=SPL
             except DatasetError as exc:
                 raise InputError(str(exc)) from None
     trees = comm.bcast_obj(trees)
+    # A rank holds its samples of every split until the write, twice while stacking them.
+    per_rank = sum(-(-len(trees[s].files) // comm.size) for s in splits)
+    with comm.guard():
+        refuse_beyond_memory(2 * per_rank * int(np.prod(_sample_shape(kind, options))),
+                             f"{kind} of {sum(len(trees[s].files) for s in splits)} meshes",
+                             "fewer --orientations or views, a smaller --grid or --size, or more ranks")
     classes = trees[splits[0]].classes
     sharded, small, summary = {}, {"classes": np.array(classes, dtype="S")}, {"classes": classes}
     for split in splits:
