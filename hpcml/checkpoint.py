@@ -324,10 +324,6 @@ class Checkpointer:
             return None
         return Checkpoint(manifest["iteration"], replicated, sharded, manifest["meta"], rank_meta)
 
-    def stop(self, iteration, **state):
-        """Save ``state`` (as for :meth:`save`) and raise :class:`Checkpointed`."""
-        raise Checkpointed(iteration, self.save(iteration, **state))
-
 
 def add_arguments(parser):
     """The checkpoint options shared by iterative jobs."""

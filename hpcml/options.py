@@ -35,15 +35,6 @@ def positive(text):
     return value
 
 
-@_named("non-negative number")
-def non_negative(text):
-    """A finite float >= 0."""
-    value = float(text)
-    if not 0 <= value < math.inf:
-        raise ValueError(text)
-    return value
-
-
 @_named("positive integer")
 def count(text):
     """An integer >= 1."""
@@ -74,4 +65,4 @@ def grid_step(text):
 #: The option types whose values are integers, and those whose values are real
 #: numbers (a job spec must give them as TOML numbers, not strings).
 INTEGER = (int, count, non_negative_int)
-REAL = (float, number, positive, non_negative, grid_step)
+REAL = (float, number, positive, grid_step)
