@@ -148,6 +148,7 @@ def _info(args, comm):
         "mpi_library": MPI.Get_library_version().strip().splitlines()[0],
         "mpi_standard": "%d.%d" % MPI.Get_version(),
         "ranks": comm.size,
+        "nodes": str(comm.topology),
         "processor": MPI.Get_processor_name(),
         "blas": "; ".join(blas) or "unknown",
         "numba_threads": numba.config.NUMBA_NUM_THREADS,

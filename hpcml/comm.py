@@ -253,8 +253,45 @@ class SharedSum:
         self._node.Free()
 
 
+class Topology:
+    """Where the ranks of a communicator run: how many nodes, how many ranks on each.
+
+    Parameters
+    ----------
+    node_index : int
+        This rank's node, numbered in the order of each node's lowest rank.
+    ranks_per_node : tuple of int
+        The number of ranks on each node, in node order.
+    """
+
+    def __init__(self, node_index, ranks_per_node):
+        self.node_index = int(node_index)
+        self.ranks_per_node = tuple(int(r) for r in ranks_per_node)
+
+    @property
+    def nodes(self):
+        """Number of nodes."""
+        return len(self.ranks_per_node)
+
+    def __str__(self):
+        counts = set(self.ranks_per_node)
+        if len(counts) == 1:
+            return f"{self.nodes} node(s) x {counts.pop()} rank(s)"
+        return f"{self.nodes} nodes x {'+'.join(map(str, self.ranks_per_node))} ranks"
+
+    def __repr__(self):
+        return f"Topology(node_index={self.node_index}, ranks_per_node={self.ranks_per_node})"
+
+
 class Comm:
     """A timed wrapper around an mpi4py communicator.
+
+    Besides the collectives it knows the ranks' placement on nodes, found
+    once when it is made (MPI's shared-memory split; MPICH's
+    ``MPIR_CVAR_NUM_CLIQUES`` emulates several nodes on one machine):
+    :attr:`topology`, :attr:`node` (the ranks of this rank's node, as a
+    :class:`Comm`; ``self`` on one node) and :attr:`leaders` (the lowest rank
+    of each node; ``None`` on the other ranks).
 
     Parameters
     ----------
@@ -263,7 +300,7 @@ class Comm:
         raw communicator.
     """
 
-    def __init__(self, mpi_comm):
+    def __init__(self, mpi_comm, _one_node=False):
         self.mpi = mpi_comm
         self.rank = mpi_comm.Get_rank()
         self.size = mpi_comm.Get_size()
@@ -271,6 +308,9 @@ class Comm:
         # A private duplicate on which only failing ranks meet, so that an
         # error agreement can never match a collective of the algorithm.
         self._errors = mpi_comm.Dup()
+        # The topology is built here, once, by every rank together: built
+        # lazily, a first use on some ranks only would hang the others.
+        self.topology, self.node, self.leaders = self._build_topology(_one_node)
 
     @classmethod
     def world(cls):
@@ -294,15 +334,43 @@ class Comm:
                 MPI.THREAD_SERIALIZED: "serialized",
                 MPI.THREAD_MULTIPLE: "multiple"}[MPI.Query_thread()]
 
+    def _build_topology(self, one_node):
+        """The node communicator, the leaders' communicator and the
+        :class:`Topology` (collective)."""
+        if self.size == 1:
+            return Topology(0, (1,)), self, self
+        if not one_node:
+            node_mpi = self.mpi.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+            one_node = node_mpi.Get_size() == self.size
+            if one_node:
+                node_mpi.Free()
+        if one_node:
+            # The one leader needs no communication: a communicator of itself.
+            leaders = Comm(MPI.COMM_SELF, _one_node=True) if self.rank == 0 else None
+            return Topology(0, (self.size,)), self, leaders
+        leader = node_mpi.Get_rank() == 0
+        leaders_mpi = self.mpi.Split(0 if leader else MPI.UNDEFINED, self.rank)
+        # Nodes are numbered in the order of their lowest world rank.
+        index = node_mpi.bcast(leaders_mpi.Get_rank() if leader else None, root=0)
+        node_of_rank = self.mpi.allgather(index)
+        per_node = tuple(int(c) for c in np.bincount(node_of_rank))
+        node = Comm(node_mpi, _one_node=True)
+        leaders = Comm(leaders_mpi, _one_node=True) if leader else None
+        if leader:
+            # Each leader is alone on its node: its own topology says so.
+            leaders.topology = Topology(leaders.rank, (1,) * leaders.size)
+            leaders.node = leaders.leaders = None
+        return Topology(index, per_node), node, leaders
+
+    @property
+    def spans_nodes(self):
+        """True when the ranks run on more than one node."""
+        return self.topology.nodes > 1
+
     def shares_node(self):
         """True when every rank of this communicator runs on one node, so that
-        they can share memory (collective)."""
-        if self.size == 1:
-            return True
-        node = self.mpi.Split_type(MPI.COMM_TYPE_SHARED)
-        same = node.Get_size() == self.size
-        node.Free()
-        return same
+        they can share memory."""
+        return not self.spans_nodes
 
     @contextlib.contextmanager
     def _timed(self, nbytes):

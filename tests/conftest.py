@@ -74,9 +74,9 @@ def hpcml(ranks, *args, timeout=120, cwd=None, env=None):
     return mpirun(ranks, [sys.executable, "-m", "hpcml", *map(str, args)], timeout, cwd, env)
 
 
-def mpi_script(ranks, name, *args, timeout=120, cwd=None):
+def mpi_script(ranks, name, *args, timeout=120, cwd=None, env=None):
     """Run ``tests/mpi/NAME`` under mpiexec; it exits non-zero when a check fails."""
     result = mpirun(ranks, [sys.executable, os.path.join(MPI_SCRIPTS, name), *map(str, args)],
-                    timeout, cwd)
+                    timeout, cwd, env)
     assert result.returncode == 0, result
     return result

@@ -1,4 +1,6 @@
 
+import os
+
 import h5py
 import numpy as np
 import pytest
@@ -14,6 +16,13 @@ pytestmark = [pytest.mark.mpi, pytest.mark.numerics]
 @pytest.mark.parametrize("ranks", RANKS)
 def test_collectives(ranks):
     mpi_script(ranks, "check_comm.py")
+
+
+@pytest.mark.parametrize("ranks,nodes", [(1, 1), (2, 1), (2, 2), (3, 3), (4, 2), (3, 2)])
+def test_topology_matches_emulated_nodes(ranks, nodes):
+    """MPICH's cliques emulate nodes: 4 ranks as 2 nodes x 2, 3 as 3 x 1, 3 as 2 + 1."""
+    env = {**os.environ, "MPIR_CVAR_NUM_CLIQUES": str(nodes)}
+    mpi_script(ranks, "check_topology.py", nodes, env=env)
 
 
 @pytest.mark.parametrize("ranks", RANKS)
