@@ -154,6 +154,8 @@ class Checkpointer:
         Checkpointed
             After saving, when a stop signal reached any rank.
         """
+        # The end of an iteration: the communication accounting counts it.
+        self.comm.mark_iteration()
         if not self.directory:
             return   # signals stop such a job at once (hpcml.stop)
         saved = self.save(iteration, **state()) if self.due(iteration) else None

@@ -57,6 +57,42 @@ class Timings:
         self.bytes = 0
         self.calls = 0
         self.phases = {}
+        #: Calls and payload bytes per collective kind ("allreduce", ...).
+        self.kinds = {}
+        #: Iteration marks (:meth:`Comm.mark_iteration`): their count, and
+        #: the figures at the first and the latest mark.
+        self.iterations = 0
+        self.first_mark = self.last_mark = None
+
+    def count(self, kind, nbytes):
+        """Add one call of collective ``kind`` moving ``nbytes`` of payload."""
+        self.bytes += int(nbytes)
+        self.calls += 1
+        calls, total = self.kinds.get(kind, (0, 0))
+        self.kinds[kind] = (calls + 1, total + int(nbytes))
+
+    def mark(self):
+        """Record the end of one iteration of the job's main loop."""
+        figures = self.snapshot()
+        figures["kinds"] = dict(self.kinds)
+        self.iterations += 1
+        if self.first_mark is None:
+            self.first_mark = figures
+        self.last_mark = figures
+
+    def per_iteration(self):
+        """Mean figures per iteration between the first and the latest mark,
+        so that set-up and output stay out; ``None`` before two marks."""
+        if self.iterations < 2:
+            return None
+        a, b, n = self.first_mark, self.last_mark, self.iterations - 1
+        out = {k: (b[k] - a[k]) / n for k in ("wall_s", "compute_s", "comm_s", "io_s", "bytes", "calls")}
+        out["kinds"] = {
+            kind: {"calls": (calls - a["kinds"].get(kind, (0, 0))[0]) / n,
+                   "bytes": (total - a["kinds"].get(kind, (0, 0))[1]) / n}
+            for kind, (calls, total) in sorted(b["kinds"].items())
+            if calls > a["kinds"].get(kind, (0, 0))[0]}
+        return out
 
     def snapshot(self):
         """This rank's figures as a plain dict."""
@@ -237,7 +273,7 @@ class SharedSum:
         times ``scale`` (collective: every rank calls it for the same slices
         in the same order)."""
         comm = self._comm
-        with comm._timed(4 * (hi - lo)):
+        with comm._timed("shared_sum", 4 * (hi - lo)):
             self.barrier()  # every rank's slice is written
             cuts = np.linspace(lo, hi, comm.size + 1).astype(np.int64)
             a, b = int(cuts[comm.rank]), int(cuts[comm.rank + 1])
@@ -373,22 +409,21 @@ class Comm:
         return not self.spans_nodes
 
     @contextlib.contextmanager
-    def _timed(self, nbytes):
+    def _timed(self, kind, nbytes):
         t0 = time.perf_counter()
         try:
             yield
         finally:
             if not self.stats.io_depth:
                 self.stats.comm_s += time.perf_counter() - t0
-            self.stats.bytes += int(nbytes)
-            self.stats.calls += 1
+            self.stats.count(kind, nbytes)
 
     # -- buffer collectives ---------------------------------------------------
 
     def allreduce(self, arr, op="sum"):
         """Reduce ``arr`` over all ranks, in place, and return it."""
         _contiguous(arr, "allreduce")
-        with self._timed(arr.nbytes):
+        with self._timed("allreduce", arr.nbytes):
             if self.size > 1:
                 self.mpi.Allreduce(MPI.IN_PLACE, arr, op=_op(op))
         return arr
@@ -396,7 +431,7 @@ class Comm:
     def iallreduce(self, arr, op="sum"):
         """Start an in-place allreduce of ``arr``; returns a :class:`Request`."""
         _contiguous(arr, "iallreduce")
-        with self._timed(arr.nbytes):
+        with self._timed("allreduce", arr.nbytes):
             request = self.mpi.Iallreduce(MPI.IN_PLACE, arr, op=_op(op))
         return Request(self, request, arr)
 
@@ -416,7 +451,7 @@ class Comm:
         shape, dtype = self.bcast_obj(meta, root)
         if self.rank != root:
             arr = np.empty(shape, dtype=dtype)
-        with self._timed(arr.nbytes):
+        with self._timed("bcast", arr.nbytes):
             if self.size > 1:
                 self.mpi.Bcast(arr, root=root)
         return arr
@@ -439,7 +474,7 @@ class Comm:
         """Concatenate every rank's array along axis 0, on every rank."""
         local, shape, dtype, counts, displs = self._vector_layout(local, "allgatherv")
         out = np.empty(shape, dtype=dtype)
-        with self._timed(out.nbytes):
+        with self._timed("allgatherv", out.nbytes):
             self.mpi.Allgatherv(local, [out, (counts, displs)])
         return out
 
@@ -454,7 +489,7 @@ class Comm:
         displs = np.zeros_like(counts)
         np.cumsum(counts[:-1], out=displs[1:])
         out = np.empty(int(counts.sum()), dtype=local.dtype)
-        with self._timed(out.nbytes):
+        with self._timed("allgatherv", out.nbytes):
             request = self.mpi.Iallgatherv(local, [out, (counts, displs)])
         return Request(self, request, out)
 
@@ -462,7 +497,7 @@ class Comm:
         """Concatenate every rank's array along axis 0 on ``root`` (``None`` elsewhere)."""
         local, shape, dtype, counts, displs = self._vector_layout(local, "gatherv")
         out = np.empty(shape, dtype=dtype) if self.rank == root else None
-        with self._timed(local.nbytes if self.rank != root else np.prod(shape) * dtype.itemsize):
+        with self._timed("gatherv", local.nbytes if self.rank != root else np.prod(shape) * dtype.itemsize):
             self.mpi.Gatherv(local, [out, (counts, displs)] if self.rank == root else None, root=root)
         return out
 
@@ -470,17 +505,17 @@ class Comm:
 
     def bcast_obj(self, obj, root=0):
         """Broadcast a small picklable object from ``root``."""
-        with self._timed(0):
+        with self._timed("object", 0):
             return self.mpi.bcast(obj, root=root) if self.size > 1 else obj
 
     def allgather_obj(self, obj):
         """List of every rank's small picklable object, on every rank."""
-        with self._timed(0):
+        with self._timed("object", 0):
             return self.mpi.allgather(obj) if self.size > 1 else [obj]
 
     def barrier(self):
         """Wait for every rank."""
-        with self._timed(0):
+        with self._timed("barrier", 0):
             self.mpi.Barrier()
 
     # -- agreement --------------------------------------------------------------
@@ -561,6 +596,44 @@ class Comm:
     def timings(self):
         """This rank's compute / communication / I/O seconds and bytes moved."""
         return self.stats.snapshot()
+
+    def mark_iteration(self):
+        """Note that one iteration of the job's main loop ended (local, cheap).
+
+        The figures between the first and the last mark, per iteration, go
+        into every output (:meth:`communication_report`): what the scaling
+        model (``hpcml scale``) starts from.
+        """
+        self.stats.mark()
+
+    def communication_report(self):
+        """Per-iteration seconds and payload bytes of this job, min/median/max
+        over ranks, with the collectives by kind and the node layout
+        (collective).  ``iterations`` is 0 when the job marked fewer than two.
+
+        Bytes are payload: the size of the array each call reduces, gathers or
+        broadcasts, as the caller sees it.  What the wire carries follows from
+        the collective's algorithm (a ring allreduce moves 2(P-1)/P of it).
+        """
+        mine = self.stats.per_iteration()
+        everyone = self.allgather_obj(mine)
+        report = {"iterations": self.stats.iterations, "ranks": self.size,
+                  "ranks_per_node": list(self.topology.ranks_per_node)}
+        if any(r is None for r in everyone):
+            return {**report, "iterations": 0}
+
+        def spread(values):
+            values = np.asarray(values, dtype=np.float64)
+            return {"min": float(values.min()), "median": float(np.median(values)),
+                    "max": float(values.max())}
+
+        for key in ("wall_s", "compute_s", "comm_s", "io_s", "bytes", "calls"):
+            report[key] = spread([r[key] for r in everyone])
+        kinds = sorted({k for r in everyone for k in r["kinds"]})
+        report["collectives"] = {
+            k: {f: spread([r["kinds"].get(k, {f: 0.0})[f] for r in everyone]) for f in ("calls", "bytes")}
+            for k in kinds}
+        return report
 
     def timing_report(self):
         """Min, median and max over ranks of each timing figure (collective).

@@ -281,8 +281,10 @@ def _jsonable(value):
     return str(value)
 
 
-def provenance(comm, params=None, timings=None):
-    """Attributes every output carries: version, time, ranks, command, parameters, timings."""
+def provenance(comm, params=None, timings=None, communication=None):
+    """Attributes every output carries: version, time, ranks, command,
+    parameters, timings and the per-iteration communication
+    (:meth:`hpcml.comm.Comm.communication_report`)."""
     return {
         "hpcml_version": hpcml.__version__,
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -291,6 +293,7 @@ def provenance(comm, params=None, timings=None):
         "params": json.dumps(_jsonable({k: v for k, v in (params or {}).items() if not callable(v)}),
                              sort_keys=True),
         "timings": json.dumps(timings or {}, sort_keys=True),
+        "communication": json.dumps(communication or {}, sort_keys=True),
     }
 
 
@@ -316,13 +319,14 @@ def write_output(path, comm, small=None, sharded=None, attrs=None, params=None):
     small = small or {}
     sharded = {k: np.ascontiguousarray(v) for k, v in (sharded or {}).items()}
     timings = comm.timing_report()
+    communication = comm.communication_report()
     layouts = comm.allgather_obj({k: (v.shape, v.dtype.str) for k, v in sharded.items()})
     tag = comm.bcast_obj(os.getpid() if comm.rank == 0 else None)
     tmp = _tmp_name(path, tag)
     with comm.io():
         with comm.guard():
             if comm.rank == 0:
-                _create(tmp, path, small, layouts, attrs, provenance(comm, params, timings))
+                _create(tmp, path, small, layouts, attrs, provenance(comm, params, timings, communication))
         try:
             # One rank at a time: h5py from PyPI cannot share a file opened
             # for writing.  Each turn ends in an agreement, so a failed write

@@ -92,3 +92,19 @@ assert report["bytes"]["min"] > 0 if p > 1 else True
 mine = comm.timings()
 assert abs(mine["compute_comm_s"] - (mine["wall_s"] - mine["io_s"])) < 1e-6
 assert abs(mine["compute_s"] + mine["comm_s"] + mine["io_s"] - mine["wall_s"]) < 1e-6 or mine["compute_s"] == 0
+
+# Per-iteration accounting: three marked iterations of one 10-double allreduce
+# and one 3-double broadcast each give exactly those payloads per iteration.
+fresh = Comm.world()
+fresh.allreduce(np.ones(100))  # set-up before the first mark stays out
+for _ in range(3):
+    fresh.allreduce(np.ones(10))
+    fresh.bcast(np.ones(3))
+    fresh.mark_iteration()
+rep = fresh.communication_report()
+assert rep["iterations"] == 3 and rep["ranks"] == p, rep
+assert rep["collectives"]["allreduce"]["bytes"]["max"] == 80.0, rep
+assert rep["collectives"]["allreduce"]["calls"]["min"] == 1.0, rep
+assert rep["collectives"]["bcast"]["bytes"]["median"] == 24.0, rep
+assert rep["bytes"]["max"] == 104.0, rep
+assert Comm.world().communication_report()["iterations"] == 0
