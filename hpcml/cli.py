@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "hpcml.vision.cli",
     "hpcml.slurm_cli",
     "hpcml.compare",
+    "hpcml.scale_cli",
 )
 
 log = logging.getLogger("hpcml")
