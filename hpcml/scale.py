@@ -454,6 +454,8 @@ def format_table(profile, rows, network, weak=False):
                                        for kind, (calls, nbytes) in sorted(profile.collectives.items()))
                              or "no collectives"),
         f"model: {network_of(network).describe()}; {scaling}",
+        *(["note: measured on 1 rank, where a job skips the exchanges it makes on several "
+           "(LDA's): measure on 2 or more ranks to scale them"] if profile.ranks == 1 else []),
         f"{'nodes':>6} {'ranks':>7} {'compute ms':>12} {'network ms':>12} {'total ms':>12} "
         f"{'network %':>10} {'speedup':>8}",
     ]
