@@ -183,6 +183,14 @@ def calibrate(budget):
         a, b = (net if what == "between nodes" else shm).alpha, (net if what == "between nodes" else shm).beta
         worst = max(abs(a + n * b - t) / t for n, t in zip(SIZES, times))
         print(f"  ping-pong {what}: largest relative misfit {100 * worst:.0f}%")
+    print("\nallreduce predicted from the ping-pong fits against measured (us), relative error:")
+    for run in runs:
+        nodes, per_node = len(run["ranks_per_node"]), max(run["ranks_per_node"])
+        cells = []
+        for n, t in zip(SIZES, run["allreduce"]):
+            pred, _ = scale.collective_seconds("allreduce", n, nodes, per_node, net, shm)
+            cells.append(f"{pred * 1e6:.3g}/{t * 1e6:.3g} ({100 * (pred / t - 1):+.0f}%)")
+        print(f"  {nodes}x{per_node}: " + ", ".join(cells))
     print(f"\nhpcml scale RUN.h5 --alpha {net.alpha:.3g} --beta {net.beta:.3g} "
           f"--shm-alpha {shm.alpha:.3g} --shm-beta {shm.beta:.3g}")
     return net, shm, net_ar
@@ -262,8 +270,8 @@ def check(net, shm, folder, iterations):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--budget", type=float, default=0.05,
-                        help="seconds per size and block at 1 GB/s (default 0.05)")
+    parser.add_argument("--budget", type=float, default=0.02,
+                        help="seconds per size and block at 1 GB/s (default 0.02)")
     parser.add_argument("--no-check", action="store_true", help="calibrate only")
     parser.add_argument("--iterations", type=int, default=30, help="iterations of each checked job")
     parser.add_argument("--fit", choices=["ping-pong", "allreduce"], default="ping-pong",

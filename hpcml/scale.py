@@ -35,8 +35,9 @@ the wire follows from the collective's algorithm, taken as MPICH picks it
   choice);
 * bcast: binomial tree, ⌈log₂P⌉(α + nβ), below 12288 bytes or 8 ranks;
   above, scatter + ring allgather, (⌈log₂P⌉ + P − 1)α + 2(P−1)/P·nβ;
-* allgatherv of n bytes in all: recursive doubling below 80 KiB,
-  ⌈log₂P⌉α + (P−1)/P·nβ; ring above, (P−1)α + (P−1)/P·nβ;
+* allgatherv of n bytes in all: recursive doubling (P a power of two,
+  below 512 KiB) or Bruck's (below 80 KiB), ⌈log₂P⌉α + (P−1)/P·nβ; a
+  ring otherwise, (P−1)α + (P−1)/P·nβ;
 * gatherv: linear, (P−1)α + (P−1)/P·nβ;
 * small pickled objects and barriers: ⌈log₂P⌉α.
 
@@ -115,7 +116,14 @@ SHARED_MEMORY = Network("shared memory", 0.3e-6, 1 / 8e9,
 #: MPICH's switch points (its CVAR defaults).
 ALLREDUCE_SHORT = 2048
 BCAST_SHORT, BCAST_MIN_PROCS = 12288, 8
-ALLGATHER_SHORT = 81920
+ALLGATHER_SHORT, ALLGATHER_LONG = 81920, 524288
+
+#: What each workload shards over the ranks, which its compute divides with.
+SHARDED = {
+    "stats": "the matrix rows", "svd": "the matrix rows", "pca": "the matrix rows",
+    "lasso": "the rows of A", "lp": "the rows of A", "lda train": "the documents",
+    "lda infer": "the documents", "cnn train": "the global batch",
+}
 
 #: Collectives whose payload is a total over the ranks (grows with P under weak scaling).
 GATHERED = ("allgatherv", "gatherv")
@@ -156,7 +164,7 @@ def bcast_scatter_allgather(n, p, net):
 
 
 def allgather_recursive_doubling(n, p, net):
-    """⌈log₂P⌉α + (P−1)/P·nβ for n bytes gathered in all."""
+    """⌈log₂P⌉α + (P−1)/P·nβ for n bytes gathered in all (recursive doubling or Bruck's)."""
     return log2_ceil(p) * net.alpha + (p - 1) / p * n * net.beta
 
 
@@ -200,7 +208,10 @@ def flat_algorithm(kind, n, p, large="rabenseifner"):
     if kind == "bcast":
         return bcast_binomial if n < BCAST_SHORT or p < BCAST_MIN_PROCS else bcast_scatter_allgather
     if kind == "allgatherv":
-        return allgather_recursive_doubling if n < ALLGATHER_SHORT else allgather_ring
+        power_of_two = p & (p - 1) == 0
+        if n < ALLGATHER_SHORT or (power_of_two and n < ALLGATHER_LONG):
+            return allgather_recursive_doubling   # Bruck's costs the same
+        return allgather_ring
     if kind == "gatherv":
         return gather_linear
     return latency_only
@@ -298,6 +309,13 @@ class Profile:
                    collectives=collectives)
 
 
+def _command_of(params):
+    """``lda train`` from a run's parameters (``command`` and ``lda_command``)."""
+    words = [params.get("command") or "job"]
+    words += [v for k, v in sorted(params.items()) if k.endswith("_command") and v]
+    return " ".join(map(str, words))
+
+
 def read_profile(path):
     """The :class:`Profile` stored in an hpcml output file.
 
@@ -322,7 +340,7 @@ def read_profile(path):
                          "of an hpcml job (run it again with this version)")
     try:
         report = json.loads(raw)
-        command = json.loads(params).get("command", "job") if params is not None else "job"
+        command = _command_of(json.loads(params) if params is not None else {})
     except (TypeError, ValueError):
         raise InputError(f"{path}: the 'communication' attribute is not valid JSON") from None
     if not report:
@@ -446,6 +464,9 @@ def network_of(spec):
 def format_table(profile, rows, network, weak=False):
     """The prediction as a plain-text table, with the measured run above it."""
     scaling = "weak scaling (each rank keeps its share)" if weak else "strong scaling (the same job)"
+    sharded = SHARDED.get(profile.command, "its data (assumed evenly)")
+    compute = ("unchanged per rank" if weak
+               else f"x {profile.ranks}/P (P ranks share what {profile.ranks} did)")
     lines = [
         f"measured: {profile.command} on {profile.nodes} node(s), {profile.ranks} rank(s): "
         f"{profile.wall_s * 1e3:.4g} ms per iteration, compute {profile.compute_s * 1e3:.4g} ms, "
@@ -453,7 +474,8 @@ def format_table(profile, rows, network, weak=False):
         "per iteration: " + (", ".join(f"{kind} {calls:.3g} x {nbytes:.6g} B"
                                        for kind, (calls, nbytes) in sorted(profile.collectives.items()))
                              or "no collectives"),
-        f"model: {network_of(network).describe()}; {scaling}",
+        f"model: {network_of(network).describe()}; {scaling}: {profile.command} shards {sharded} "
+        f"over the ranks, so compute is {compute}",
         *(["note: measured on 1 rank, where a job skips the exchanges it makes on several "
            "(LDA's): measure on 2 or more ranks to scale them"] if profile.ranks == 1 else []),
         f"{'nodes':>6} {'ranks':>7} {'compute ms':>12} {'network ms':>12} {'total ms':>12} "

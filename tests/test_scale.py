@@ -61,8 +61,10 @@ def test_other_collectives_by_hand():
     ("bcast", 12287, 64, "rabenseifner", scale.bcast_binomial),
     ("bcast", 12288, 7, "rabenseifner", scale.bcast_binomial),
     ("bcast", 12288, 8, "rabenseifner", scale.bcast_scatter_allgather),
-    ("allgatherv", 81919, 8, "rabenseifner", scale.allgather_recursive_doubling),
-    ("allgatherv", 81920, 8, "rabenseifner", scale.allgather_ring),
+    ("allgatherv", 81919, 6, "rabenseifner", scale.allgather_recursive_doubling),
+    ("allgatherv", 81920, 6, "rabenseifner", scale.allgather_ring),
+    ("allgatherv", 524287, 8, "rabenseifner", scale.allgather_recursive_doubling),
+    ("allgatherv", 524288, 8, "rabenseifner", scale.allgather_ring),
     ("gatherv", 10, 8, "rabenseifner", scale.gather_linear),
     ("object", 0, 8, "rabenseifner", scale.latency_only),
     ("barrier", 0, 8, "rabenseifner", scale.latency_only),
@@ -86,7 +88,7 @@ def test_hierarchical_allreduce_is_shared_memory_then_leaders():
 
 
 def test_allgatherv_runs_flat_over_every_rank():
-    n = 1e6
+    n = 1e6   # above 512 KiB: a ring over all 8 ranks
     seconds, _ = scale.collective_seconds("allgatherv", n, 4, 2, NET, SHM)
     assert seconds == pytest.approx(7 * NET.alpha + 7 / 8 * n * NET.beta)
 
@@ -118,7 +120,7 @@ def test_strong_scaling_divides_compute_and_adds_collectives():
     assert rows[0]["compute_s"] == pytest.approx(0.1)
     assert rows[1]["compute_s"] == pytest.approx(0.1 * 2 / 8)
     allreduce = (2 * SHM.alpha + 1 / 2 * 2 * 8e4 * SHM.beta) + (2 * 2 * NET.alpha + 2 * 3 / 4 * 8e4 * NET.beta)
-    gather = 7 * NET.alpha + 7 / 8 * 2e5 * NET.beta
+    gather = 3 * NET.alpha + 7 / 8 * 2e5 * NET.beta    # recursive doubling: 8 ranks, < 512 KiB
     assert rows[1]["network_s"] == pytest.approx(3 * allreduce + gather)
     assert rows[1]["total_s"] == pytest.approx(rows[1]["compute_s"] + rows[1]["network_s"])
     assert rows[1]["speedup"] == pytest.approx(rows[0]["total_s"] / rows[1]["total_s"])
@@ -127,10 +129,10 @@ def test_strong_scaling_divides_compute_and_adds_collectives():
 
 def test_weak_scaling_keeps_compute_and_grows_gathers():
     prof = _profile(collectives={"allgatherv": (1.0, 2e5)})
-    row = scale.predict(prof, [4], NET, SHM, ranks_per_node=1, weak=True)[0]
+    row = scale.predict(prof, [6], NET, SHM, ranks_per_node=1, weak=True)[0]
     assert row["compute_s"] == pytest.approx(0.1)
-    n = 2e5 * 4 / 2  # each rank keeps its part: the gathered total doubles from 2 to 4 ranks
-    assert row["network_s"] == pytest.approx(3 * NET.alpha + 3 / 4 * n * NET.beta)
+    n = 2e5 * 6 / 2  # each rank keeps its part: the gathered total triples from 2 to 6 ranks
+    assert row["network_s"] == pytest.approx(5 * NET.alpha + 5 / 6 * n * NET.beta)  # a ring
 
 
 def test_profile_from_report_and_its_errors():
@@ -254,3 +256,9 @@ def test_bad_inputs_exit_2_with_one_line(run_output, make, args, message, capsys
     assert main(["scale", str(path), *args, "--chart", ""]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_command_name_from_params():
+    assert scale._command_of({"command": "lda", "lda_command": "train", "seed": 0}) == "lda train"
+    assert scale._command_of({"command": "stats"}) == "stats"
+    assert scale._command_of({}) == "job"
