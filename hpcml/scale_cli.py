@@ -3,7 +3,7 @@
 import os
 
 from hpcml import options
-from hpcml.command import command
+from hpcml.command import check_paths, command
 from hpcml.errors import InputError
 
 
@@ -59,9 +59,11 @@ def run_scale(args, comm):
     profile = scale.read_profile(args.run)
     rows = scale.predict(profile, nodes, network, shm, args.ranks_per_node, args.weak,
                          args.allreduce_large)
+    if args.chart is None:
+        # The default chart path gets the checks every declared output gets.
+        args.chart = os.path.splitext(args.run)[0] + "-scale.png"
+        check_paths(args)
     chart = args.chart
-    if chart is None:
-        chart = os.path.splitext(args.run)[0] + "-scale.png"
     written = bool(chart) and scale.write_chart(profile, rows, network, chart)
     if not args.json:
         print(scale.format_table(profile, rows, network, args.weak), flush=True)

@@ -262,3 +262,13 @@ def test_command_name_from_params():
     assert scale._command_of({"command": "lda", "lda_command": "train", "seed": 0}) == "lda train"
     assert scale._command_of({"command": "stats"}) == "stats"
     assert scale._command_of({}) == "job"
+
+
+@pytest.mark.mpi
+def test_default_chart_path_is_checked_like_any_output(run_output, tmp_path, capsys):
+    _, out, _ = run_output
+    run = tmp_path / "run.h5"
+    run.write_bytes(out.read_bytes())
+    (tmp_path / "run-scale.png").mkdir()
+    assert main(["scale", str(run), "--network", "ib-hdr", "--nodes", "1,2"]) == 2
+    assert "is a folder" in capsys.readouterr().err
