@@ -8,21 +8,19 @@ per byte) this module predicts the time per iteration at N nodes of R ranks
 and its split into compute and network wait, the chart of Petuum's
 "LDA on 32 machines" slide.
 
-How each part scales (P = N·R ranks; P₀ ranks in the measured run):
+How each part scales (P = N·R ranks; P₀ ranks in the measured run).
+Every workload shards its work evenly over the ranks, so under strong
+scaling (the same job split further) compute per iteration is compute·P₀/P,
+and under weak scaling (``weak``: each rank keeps its share) it stays:
 
-==============  =========================================  ======================================
-workload        compute per iteration                      payload per iteration
-==============  =========================================  ======================================
-stats, svd,     matrix rows are sharded: strong scaling    allreduce of n-vectors (n columns):
-pca             compute·P₀/P; ``weak``: unchanged          the same at every P
-lasso, lp       rows of A sharded, as above                allreduce of n-vectors and scalars
-lda train       documents (tokens) sharded, as above       allgatherv of the tokens' topics (a
-                                                           total over ranks: the same for strong
-                                                           scaling, ·P/P₀ for weak), bcast of
-                                                           the topic totals, allreduce of counts
-cnn train       the global batch is split over the ranks,  allreduce of the gradient buckets
-                as above                                   (the model's size): the same at every P
-==============  =========================================  ======================================
+* stats, svd, pca shard the matrix rows; their payload is an allreduce of
+  n-vectors (n columns), the same at every P;
+* lasso and lp shard the rows of A: allreduces of n-vectors and scalars;
+* lda train shards the documents; its payload is an allgatherv of the
+  tokens' topics (a total over the ranks: the same under strong scaling,
+  ·P/P₀ under weak), a bcast of the topic totals and a small allreduce;
+* cnn train splits the global batch; its payload is the allreduce of the
+  gradient buckets (the model's size), the same at every P.
 
 Bytes are the payload a call reduces, gathers or broadcasts; what crosses
 the wire follows from the collective's algorithm, taken as MPICH picks it
@@ -282,6 +280,7 @@ class Profile:
 
     @property
     def nodes(self):
+        """Number of nodes of the run."""
         return len(self.ranks_per_node)
 
     @classmethod

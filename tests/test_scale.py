@@ -249,10 +249,14 @@ def test_without_matplotlib_no_chart_is_written(tmp_path, monkeypatch):
     ("run", ["--network", "ib-hdr", "--alpha", "1e-6", "--beta", "1e-9"], "not both"),
     ("run", ["--alpha", "1e-6"], "give --network"),
     ("missing", ["--network", "ib-hdr"], "no such file"),
+    ("text", ["--network", "ib-hdr"], "not an HDF5 file"),
 ])
 def test_bad_inputs_exit_2_with_one_line(run_output, make, args, message, capsys):
     folder, out, _ = run_output
-    path = {"run": out, "plain": folder / "a.h5", "missing": folder / "none.h5"}[make]
+    path = {"run": out, "plain": folder / "a.h5", "missing": folder / "none.h5",
+            "text": folder / "notes.txt"}[make]
+    if make == "text":
+        path.write_text("not a run\n")
     assert main(["scale", str(path), *args, "--chart", ""]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
