@@ -50,7 +50,8 @@ slowest link sets its pace.  On one node everything uses shared memory.
 Assumed: no overlap of communication with compute (an upper bound for
 CNN training, whose bucket allreduces overlap the backward pass); compute
 divides evenly; the measured rank's per-iteration compute (the slowest
-rank's) is what each rank would do at P₀.  I/O is left out.
+rank's) is what each rank would do at P₀; the calls of one kind are costed
+at their mean payload (what the record keeps).  I/O is left out.
 """
 
 from __future__ import annotations
