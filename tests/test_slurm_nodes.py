@@ -140,6 +140,35 @@ def test_two_nodes_with_their_own_hosts(nodes, tmp_path):
             [net.address(1), "node1", net.address(2), "node2"])
 
 
+def _namespaces():
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30).stdout
+
+
+def _links():
+    return subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, timeout=30).stdout
+
+
+def test_failed_start_and_dead_owners_leave_nothing_behind(nodes, tmp_path):
+    # A start that fails (here: no slurmd becomes ready) removes its namespaces and bridge.
+    broken = slurm_nodes.SlurmNodes(tmp_path / "broken")
+    broken._spawn_slurmds = lambda: None
+    with pytest.raises(slurm_nodes.SlurmUnavailable, match="not idle"):
+        broken.start(timeout=3)
+    net = broken.network
+    assert net.netns(1) not in _namespaces() and f" {net.bridge}:" not in _links()
+    assert not (Path("/etc/netns") / net.netns(1)).exists()
+    # A network whose owner died without removing it goes at the next start.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = slurm_nodes.NodeNetwork(state={"count": 2, "owner": dead.pid, "subnet": None}).create()
+    assert stale.netns(2) in _namespaces()
+    slurm_nodes.sweep_stale()
+    assert stale.netns(1) not in _namespaces() and stale.netns(2) not in _namespaces()
+    assert f" {stale.bridge}:" not in _links()
+    # The running cluster is not touched.
+    assert nodes.network.netns(1) in _namespaces() and nodes.node_state() == "IDLE"
+
+
 @pytest.mark.parametrize("launcher", ["srun --mpi=pmi2", "mpiexec"])
 def test_pip_mpich_ranks_span_both_nodes_over_tcp(nodes, tmp_path, launcher):
     (tmp_path / "hello.py").write_text(HELLO)
