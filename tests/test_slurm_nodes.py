@@ -307,7 +307,7 @@ def runs(nodes, site, data, tmp_path_factory):
                       "--set", "resources.ranks=2", *args)
 
     keys = [(name, n) for name in WORKLOADS for n in (2, 1)]
-    with ThreadPoolExecutor(4) as pool:
+    with ThreadPoolExecutor(len(keys)) as pool:
         return dict(zip(keys, pool.map(one, keys)))
 
 
