@@ -133,6 +133,11 @@ class SlurmCluster:
         """Write ``slurm.conf`` (fresh ports, state and spool under ``root``)."""
         for sub in ("state", "spool", "log"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.conf.write_text("\n".join(self.config_lines()) + "\n")
+        return self.conf
+
+    def config_lines(self):
+        """The lines of ``slurm.conf``, one setting each (subclasses edit them)."""
         user = getpass.getuser()
         r = self.root
         lines = [
@@ -174,8 +179,7 @@ class SlurmCluster:
             f"NodeName=localhost NodeAddr=127.0.0.1 {_node_hardware()} State=UNKNOWN",
             "PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO",
         ]
-        self.conf.write_text("\n".join(lines) + "\n")
-        return self.conf
+        return lines
 
     def _spawn(self, name, argv):
         log = open(self.root / "log" / f"{name}.stdout", "ab")
@@ -197,7 +201,7 @@ class SlurmCluster:
         """
         self.write_config()
         self._spawn("slurmctld", ["slurmctld", "-D", "-c", "-f", str(self.conf)])
-        self._spawn("slurmd", ["slurmd", "-D", "-N", "localhost", "-f", str(self.conf)])
+        self._spawn_slurmds()
         deadline = time.monotonic() + timeout
         state = "no answer"
         while time.monotonic() < deadline:
@@ -211,6 +215,9 @@ class SlurmCluster:
             time.sleep(0.25)
         self.stop()
         raise SlurmUnavailable(f"node not idle after {timeout} s (state {state}): {self.log_tail('slurmd')}")
+
+    def _spawn_slurmds(self):
+        self._spawn("slurmd", ["slurmd", "-D", "-N", "localhost", "-f", str(self.conf)])
 
     def node_state(self):
         """The node's state word (``IDLE``, ``ALLOCATED``, ``DOWN*`` ...) or a reason it is unknown."""
