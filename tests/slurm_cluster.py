@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import random
 import re
 import shutil
 import signal
@@ -178,6 +179,12 @@ class SlurmCluster:
             "SlurmdDebug=info",
             f"NodeName=localhost NodeAddr=127.0.0.1 {_node_hardware()} State=UNKNOWN",
             "PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO",
+            # MPICH names its shared-memory files after the PMI job name, which
+            # is SLURM's JOBID.STEP: a file left by a killed job of another
+            # cluster with the same job id (every cluster counts from 1) makes
+            # MPI_Init fail ("Out of memory").  Job ids start at a random place
+            # below MaxJobId (67043328 by default).
+            f"FirstJobId={random.randrange(10**5, 6 * 10**7)}",
         ]
         return lines
 

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -268,12 +267,6 @@ class SlurmNodes(SlurmCluster):
                                  "MaxTime=INFINITE State=UP OverSubscribe=NO")
             else:
                 lines.append(f"{key}={replace[key]}" if key in replace else line)
-        # MPICH names its shared-memory files after the PMI job name, which
-        # is SLURM's JOBID.STEP: a file left by a killed job of another
-        # cluster with the same job id (every cluster counts from 1) makes
-        # MPI_Init fail ("Out of memory").  Job ids start at a random place
-        # below MaxJobId (67043328 by default).
-        lines.append(f"FirstJobId={random.randrange(10**5, 6 * 10**7)}")
         return lines
 
     def write_config(self):
