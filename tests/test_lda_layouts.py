@@ -1,0 +1,48 @@
+"""LDA layouts: the model-parallel layout on emulated nodes, and the choice of layout."""
+
+import os
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import mpi_script
+from hpcml.comm import Topology
+from hpcml.errors import InputError
+from hpcml.topics.layouts import choose_layout, node_bytes
+from hpcml.topics.lda import LDA
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks,nodes", [(1, 1), (2, 2), (3, 2), (4, 2)])
+def test_model_parallel_counts_quality_resume(ranks, nodes):
+    """Exact counts against the final topics, recovery and log-likelihood as
+    one rank's, bit-identical resume: 1 node, 2 x 1, 2 + 1 and 2 x 2 ranks."""
+    env = {**os.environ, "MPIR_CVAR_NUM_CLIQUES": str(nodes)}
+    mpi_script(ranks, "check_lda_model_parallel.py", nodes, env=env, timeout=180)
+
+
+def _comm(nodes, per_node):
+    topo = Topology(0, (per_node,) * nodes)
+    return SimpleNamespace(size=nodes * per_node, topology=topo, spans_nodes=nodes > 1)
+
+
+def test_auto_layout_turns_model_parallel_where_replicas_no_longer_fit():
+    figures = dict(n_words=100_000, n_topics=10_000, n_tokens=10**8, node_tokens=10**7)
+    replicated = node_bytes("replicated", ranks=4, nodes=8, **figures)
+    # 4 ranks x (2e9 B of counts + 2e8 B of word order) + own tokens.
+    assert replicated == 4 * (2 * 10**9 + 2 * 10**8) + 16 * 10**7
+    model = node_bytes("model", ranks=4, nodes=8, **figures)
+    assert model == int(1.5 / 8 * (2 * 10**9 + 2 * 10**8)) + 24 * 10**7
+    comm = _comm(8, 4)
+    assert choose_layout("auto", comm, "mh", available=replicated, **figures) == "replicated"
+    assert choose_layout("auto", comm, "mh", available=replicated - 1, **figures) == "model"
+    assert choose_layout("auto", comm, "dense", available=1, **figures) == "replicated"
+    assert choose_layout("auto", _comm(1, 4), "mh", available=1, **figures) == "shared"
+    assert choose_layout("model", _comm(1, 1), "mh", available=None, **figures) == "model"
+
+
+def test_model_layout_needs_mh_and_random_start():
+    with pytest.raises(InputError, match="'mh'"):
+        LDA(3, sampler="dense", layout="model")
+    with pytest.raises(InputError, match="random"):
+        LDA(3, init="progressive", layout="model")
