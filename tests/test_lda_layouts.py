@@ -3,12 +3,13 @@
 import os
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from conftest import mpi_script
 from hpcml.comm import Topology
 from hpcml.errors import InputError
-from hpcml.topics.layouts import choose_layout, node_bytes
+from hpcml.topics.layouts import choose_layout, node_bytes, ring_blocks
 from hpcml.topics.lda import LDA
 
 
@@ -46,3 +47,16 @@ def test_model_layout_needs_mh_and_random_start():
         LDA(3, sampler="dense", layout="model")
     with pytest.raises(InputError, match="random"):
         LDA(3, init="progressive", layout="model")
+
+
+def test_ring_blocks_balance_tokens_and_rows():
+    rng = np.random.default_rng(0)
+    freq = np.concatenate([rng.zipf(1.3, 997) % 5000, np.zeros(300, np.int64)])  # unused words
+    for n in (2, 4, 7):
+        block = ring_blocks(freq, n)
+        rows = np.bincount(block, minlength=n)
+        tokens = np.bincount(block, weights=freq, minlength=n)
+        assert rows.max() == -(-freq.shape[0] // n)  # no block above its share of words
+        # Within the largest word's count of the mean (greedy's bound).
+        assert tokens.max() - tokens.mean() <= freq.max()
+    assert not ring_blocks(freq, 1).any()

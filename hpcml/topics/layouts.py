@@ -26,6 +26,8 @@ _CHUNKS = 8
 #: word id and topic (2 + 2 B, or 4 + 4), the position in the block's word
 #: order (4 or 8 B) and the setup's sort (8 B).
 _OWN_BYTES = 24
+#: Message tags of the ring (count rows, word order).
+_TAG = 7301
 
 
 def node_bytes(layout, *, n_words, n_topics, n_tokens, node_tokens, ranks, nodes, cell=2):
@@ -157,7 +159,11 @@ class ModelParallel:
                    "removed as a stop word or by --min-count/--max-doc-freq)")
         before = comm.exscan(freq.copy())
         n_units = self.n_blocks * self.sub
-        unit = kern.word_blocks(gfreq, n_units)
+        ring = ring_blocks(gfreq, self.n_blocks)
+        unit = np.empty(V, np.int32)
+        for b in range(self.n_blocks):  # sub-blocks of equal tokens inside each block
+            words_b = np.flatnonzero(ring == b)
+            unit[words_b] = b * self.sub + kern.word_blocks(gfreq[words_b], self.sub)
         lda.word_ids = np.argsort(unit, kind="stable")
         lda.internal_ids = np.empty(V, words.dtype)
         lda.internal_ids[lda.word_ids] = np.arange(V, dtype=words.dtype)
@@ -218,7 +224,8 @@ class ModelParallel:
         pass on); gathered block by block at the holding node's leader."""
         comm, lda = self.comm, self.lda
         leaders = comm.allgather_obj(comm.rank if self.node.rank == 0 else -1)
-        leader_of = [r for r in leaders if r >= 0]  # node order = order of lowest rank
+        #: World rank of each node's leader (node order = order of lowest rank).
+        self.leader_of = leader_of = [r for r in leaders if r >= 0]
         order = np.argsort(blk, kind="stable")
         ends = np.searchsorted(blk[order], np.arange(self.n_blocks + 1))
         for b in range(self.n_blocks):
@@ -288,12 +295,16 @@ class ModelParallel:
         into.block = nxt  # on every rank of the node: all of them sample it next
         if not self.leader:
             return []
-        leaders = self.comm.leaders
-        left, right = (self.node_index - 1) % self.nodes, (self.node_index + 1) % self.nodes
+        # Through the job's communicator (world ranks of the neighbours'
+        # leaders), so that the ring's bytes and waits count in its figures.
+        comm = self.comm
+        left = self.leader_of[(self.node_index - 1) % self.nodes]
+        right = self.leader_of[(self.node_index + 1) % self.nodes]
         r, t = int(self.rows[gone]), int(self.tokens[gone])
         r2, t2 = int(self.rows[nxt]), int(self.tokens[nxt])
-        return [leaders.isend(out.nwk[:r], left, tag=1), leaders.isend(out.zw[:t], left, tag=2),
-                leaders.irecv(into.nwk[:r2], right, tag=1), leaders.irecv(into.zw[:t2], right, tag=2)]
+        return [comm.isend(out.nwk[:r], left, tag=_TAG), comm.isend(out.zw[:t], left, tag=_TAG + 1),
+                comm.irecv(into.nwk[:r2], right, tag=_TAG),
+                comm.irecv(into.zw[:t2], right, tag=_TAG + 1)]
 
     def _sample_unit(self, buf, unit, requests):
         lda = self.lda
@@ -388,6 +399,35 @@ class ModelParallel:
             for w in buf.windows:
                 w.free()
         self.buffers = []
+
+
+def ring_blocks(word_freq, n_blocks):
+    """Assign each word to one of ``n_blocks`` ring blocks: about equal token
+    counts (so that phases take about the same time), and at most
+    ``ceil(V / n_blocks)`` words each (so that the count rows, which decide
+    the buffers' size, are balanced too; unused words would otherwise all
+    land in one block).
+
+    Words in decreasing frequency, each to the block with the fewest tokens
+    among those below ``ceil(V / n_blocks)`` words.  Returns int32 block ids.
+    """
+    freq = np.asarray(word_freq, np.int64)
+    V = freq.shape[0]
+    block = np.zeros(V, np.int32)
+    if n_blocks == 1:
+        return block
+    cap = -(-V // n_blocks)
+    load = np.zeros(n_blocks, np.float64)
+    rows = np.zeros(n_blocks, np.int64)
+    full = np.inf
+    for w in np.argsort(-freq, kind="stable").tolist():
+        b = int(np.argmin(load))
+        block[w] = b
+        load[b] += freq[w]
+        rows[b] += 1
+        if rows[b] == cap:
+            load[b] = full
+    return block
 
 
 def lda_count_dtype(max_count):

@@ -48,7 +48,7 @@ def make():
 model = make().setup(mine, comm)
 check(model.layout_used == "model" and model.scheme.nodes == nodes, "layout and node count")
 check(model.scheme.n_blocks == (2 * nodes if nodes > 1 else 1), "ring of 2 blocks per node")
-model.fit(30)
+model.fit(40)
 
 # Counts agree with the word order: recompute from the final topics.
 counts = np.zeros((model.n_words, K), np.int64)
@@ -87,12 +87,21 @@ for b in range(sch.n_blocks):
         ok &= bool(np.array_equal(buf.zw[pos], top)) and pos.shape[0] == sch.tokens[b]
 check(ok, "block word orders hold every token's topic")
 
+# Bytes per sweep as the layout's formula: one int64 allreduce of K topic
+# changes per sub-phase, and on each node leader every block's count rows
+# and word order once out and once in (nothing travels on one node).
+sch = model.scheme
+cell, tz = sch.buffers[0].nwk.itemsize, model.z.itemsize
+ring = 2 * (model.n_words * K * cell + model.n_tokens * tz) if sch.n_blocks > 1 else 0
+expect = sch.n_blocks * sch.sub * 8 * K + (ring if sch.leader else 0)
+check(all(r["bytes"] == expect for r in model.history), "bytes per sweep as the formula")
+
 # Recovery of the known topics (the bound of the other layouts' test), and
 # the log-likelihood within 1% of one rank's (replicated layout, same sweeps).
 cos = matched_cosine(phi, model.topic_word())
 check(cos >= 0.9, f"topic recovery {cos:.3f} >= 0.9")
 ll = model.history[-1]["ll_per_token"]
-one = LDA(K, alpha=0.2, beta=0.05, seed=0).setup(corpus, Comm.self_comm()).fit(30)
+one = LDA(K, alpha=0.2, beta=0.05, seed=0).setup(corpus, Comm.self_comm()).fit(40)
 ll1 = one.history[-1]["ll_per_token"]
 check(abs(ll - ll1) <= 0.01 * abs(ll1), f"log-likelihood/token {ll:.4f} within 1% of {ll1:.4f}")
 model.close()
