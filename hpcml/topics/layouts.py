@@ -107,9 +107,10 @@ class ModelParallel:
     proposal's table) as in the shared layout: each block is cut into as
     many sub-blocks as the largest node has ranks, and in sub-phase q the
     node's j-th rank samples sub-block ``(j + q) mod S`` of its documents,
-    so no two ranks touch one count row at once.  After every sub-phase the
-    ranks add up their changes to the topic totals (K integers, an
-    allreduce over all ranks).
+    so no two ranks touch one count row at once (a node barrier between
+    sub-phases).  After every sub-phase the ranks add up their changes to
+    the topic totals (K integers, a non-blocking allreduce over all ranks,
+    completed one sub-phase later and drained at the end of the sweep).
 
     The ring is double-buffered: while node n samples block c it sends the
     block it finished in the phase before (c − 1) to node n − 1, which
@@ -268,20 +269,27 @@ class ModelParallel:
             for w in buf.windows:
                 w.sync()
 
-    def _merge_totals(self):
-        """End of a sub-phase: add up every rank's changes to the topic totals;
-        the allreduce also orders the node's writes to its block."""
+    def _merge_totals(self, pending):
+        """End of a sub-phase: post this rank's changes to the topic totals
+        since the last post (a non-blocking allreduce of K integers), then
+        complete the previous sub-phase's, so that no rank waits for the
+        slowest one at every sub-phase: the totals lag the other ranks by
+        one sub-phase more, at points fixed by the schedule (not by timing).
+        Returns the new pending merge."""
         lda = self.lda
-        for buf in self.buffers:
-            for w in buf.windows:
-                w.sync()
-        change = lda.nk - lda.nk_merged
-        self.comm.allreduce(change)
-        lda.nk_merged += change
-        lda.nk[:] = lda.nk_merged
-        for buf in self.buffers:
-            for w in buf.windows:
-                w.sync()
+        own = lda.nk - self.posted
+        request = self.comm.iallreduce(own.copy())
+        self.posted[:] = lda.nk
+        if pending is not None:
+            self._complete(pending)
+        return request, own
+
+    def _complete(self, pending):
+        """Add the other ranks' part of a posted merge to the totals."""
+        request, own = pending
+        others = request.wait() - own
+        self.lda.nk += others
+        self.posted += others
 
     def _transfers(self, phase_block):
         """Post the ring's two transfers of a phase on the leaders: the block
@@ -322,13 +330,17 @@ class ModelParallel:
 
     def sweep(self):
         """One sweep: every rank samples all its tokens, block by block (collective)."""
+        self.posted = self.lda.nk.copy()
+        pending = None
         for phase in range(self.n_blocks):
             buf = self.buffers[self.sample_slot]
             requests = self._transfers(buf.block)
             for q in range(self.sub):
                 unit = buf.block * self.sub + (self.node_rank + q) % self.sub
                 self._sample_unit(buf, unit, requests)
-                self._merge_totals()
+                pending = self._merge_totals(pending)
+                if q < self.sub - 1:
+                    self._fence()  # the node's ranks leave their sub-blocks together
             for req in requests:
                 req.wait()
             if self.n_blocks > 1:
@@ -337,6 +349,8 @@ class ModelParallel:
             if self.n_blocks > 1:
                 arrived = 3 - self.sample_slot - self.send_slot
                 self.sample_slot, self.send_slot = arrived, self.sample_slot
+        self._complete(pending)  # the totals are exact between sweeps
+        self.lda.nk_merged[:] = self.lda.nk
         # The blocks a node holds now are those of the start of the sweep.
         return ["model"] * self.n_blocks
 
