@@ -143,12 +143,13 @@ def memory(args, folder):
     print(f"\nMemory, model-parallel layout: V = {args.memory_words}, K = {args.memory_topics} "
           f"({cells * 2 / 2**20:.0f} MB of uint16 counts), {args.memory_docs} documents")
     print(f"{'ranks':>5s} {'nodes':>5s} {'shared/node MB':>14s} {'peak RSS MB':>11s} "
-          f"{'RSS growth':>10s} {'PSS growth':>10s}   (per rank: max over ranks)")
+          f"{'RSS growth':>10s} {'PSS growth':>10s} {'tokens/s':>9s}   (per rank: max over ranks)")
     for ranks, nodes in configs:
-        r = run(path, ranks, nodes, "model", args.memory_topics, 2)
+        r = run(path, ranks, nodes, "model", args.memory_topics, args.memory_iterations)
         pr = np.array(r["per_rank"])
         print(f"{ranks:5d} {nodes:5d} {r['shared_mb']:14.1f} {pr[:, 4].max():11.1f} "
-              f"{(pr[:, 4] - pr[:, 3]).max():10.1f} {(pr[:, 6] - pr[:, 5]).max():10.1f}")
+              f"{(pr[:, 4] - pr[:, 3]).max():10.1f} {(pr[:, 6] - pr[:, 5]).max():10.1f} "
+              f"{r['tokens_per_s']:9.0f}")
 
 
 def main():
@@ -168,6 +169,7 @@ def main():
     p.add_argument("--memory-docs", type=int, default=2000)
     p.add_argument("--memory-words", type=int, default=40000)
     p.add_argument("--memory-topics", type=int, default=2000)
+    p.add_argument("--memory-iterations", type=int, default=3)
     args = p.parse_args()
     if args.worker:
         worker(args)
