@@ -1,16 +1,20 @@
 """LDA layouts: the model-parallel layout on emulated nodes, and the choice of layout."""
 
+import json
 import os
 from types import SimpleNamespace
 
+import h5py
 import numpy as np
 import pytest
 
-from conftest import mpi_script
+from conftest import hpcml, mpi_script
 from hpcml.comm import Topology
 from hpcml.errors import InputError
 from hpcml.topics.layouts import choose_layout, node_bytes, ring_blocks
 from hpcml.topics.lda import LDA
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.mpi
@@ -60,3 +64,33 @@ def test_ring_blocks_balance_tokens_and_rows():
         # Within the largest word's count of the mean (greedy's bound).
         assert tokens.max() - tokens.mean() <= freq.max()
     assert not ring_blocks(freq, 1).any()
+
+
+@pytest.mark.mpi
+def test_cli_model_layout_across_nodes_resumes_bit_identical(tmp_path):
+    """lda train --layout model on 2 emulated nodes x 1 rank: the model file's
+    counts add up, and a run checkpointed after 3 sweeps and resumed writes
+    the file of the uninterrupted run."""
+    env = {**os.environ, "MPIR_CVAR_NUM_CLIQUES": "2", "PYTHONPATH": ROOT}
+    out = hpcml(1, "data", "corpus", "synthetic", "--docs", 121, "--words", 150, "--topics", 4,
+                "--doc-length", 60, "--alpha", 0.2, "--beta", 0.05, "--seed", 3,
+                "--output", tmp_path / "c.h5", cwd=ROOT, env=env)
+    assert out.returncode == 0, out
+
+    def train(name, *extra):
+        out = hpcml(2, "lda", "train", "--input", tmp_path / "c.h5", "--topics", 4, "--alpha",
+                    0.2, "--beta", 0.05, "--seed", 7, "--layout", "model", "--output",
+                    tmp_path / name, "--json", *extra, cwd=ROOT, env=env, timeout=180)
+        assert out.returncode == 0, out
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    summary = train("full.h5", "--iterations", 6)
+    assert summary["layout"] == "model" and summary["ranks"] == 2
+    ck = tmp_path / "ck"
+    train("part.h5", "--iterations", 3, "--checkpoint-dir", ck, "--checkpoint-every", 3)
+    train("resumed.h5", "--iterations", 6, "--checkpoint-dir", ck, "--resume")
+    with h5py.File(tmp_path / "full.h5") as a, h5py.File(tmp_path / "resumed.h5") as b:
+        nwk = a["word_topic"][...]
+        assert nwk.sum() == a["topic_totals"][...].sum() == a.attrs["n_tokens"]
+        for key in ("word_topic", "doc_topics", "history/log_likelihood"):
+            np.testing.assert_array_equal(a[key][...], b[key][...])

@@ -2,7 +2,11 @@
 
 Each rank holds a range of documents.  The word-topic counts and the
 topics of every token of the corpus in one global word order (see
-:mod:`hpcml.kernels.lda`) are laid out in one of two ways.
+:mod:`hpcml.kernels.lda`) are laid out in one of three ways: the two
+below, and ``layout="model"`` (word blocks travelling around a ring of
+nodes; :class:`hpcml.topics.layouts.ModelParallel`), the default across
+nodes once the replicated counts no longer fit a node
+(:func:`resolve_layout`).
 
 ``layout="shared"`` (ranks on one node; the default there): one copy of
 the counts and the word order in shared memory.  The words are dealt into
