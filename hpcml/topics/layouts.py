@@ -108,9 +108,11 @@ class ModelParallel:
     many sub-blocks as the largest node has ranks, and in sub-phase q the
     node's j-th rank samples sub-block ``(j + q) mod S`` of its documents,
     so no two ranks touch one count row at once (a node barrier between
-    sub-phases).  After every sub-phase the ranks add up their changes to
-    the topic totals (K integers, a non-blocking allreduce over all ranks,
-    completed one sub-phase later and drained at the end of the sweep).
+    sub-phases).  After every phase the ranks add up their changes to the
+    topic totals (K integers, a non-blocking allreduce over all ranks,
+    completed one phase later and drained at the end of the sweep): B
+    allreduces a sweep, however many ranks share a node (on one node, one
+    per turn).
 
     The ring is double-buffered: while node n samples block c it sends the
     block it finished in the phase before (c − 1) to node n − 1, which
@@ -270,11 +272,11 @@ class ModelParallel:
                 w.sync()
 
     def _merge_totals(self, pending):
-        """End of a sub-phase: post this rank's changes to the topic totals
-        since the last post (a non-blocking allreduce of K integers), then
-        complete the previous sub-phase's, so that no rank waits for the
-        slowest one at every sub-phase: the totals lag the other ranks by
-        one sub-phase more, at points fixed by the schedule (not by timing).
+        """End of a phase: post this rank's changes to the topic totals since
+        the last post (a non-blocking allreduce of K integers), then
+        complete the previous phase's, so that no rank waits for the
+        slowest one at every phase: the totals lag the other ranks by one
+        phase more, at points fixed by the schedule (not by timing).
         Returns the new pending merge."""
         lda = self.lda
         own = lda.nk - self.posted
@@ -338,7 +340,9 @@ class ModelParallel:
             for q in range(self.sub):
                 unit = buf.block * self.sub + (self.node_rank + q) % self.sub
                 self._sample_unit(buf, unit, requests)
-                pending = self._merge_totals(pending)
+                # On one node a phase is the whole sweep: merge every turn.
+                if self.n_blocks == 1 or q == self.sub - 1:
+                    pending = self._merge_totals(pending)
                 if q < self.sub - 1:
                     self._fence()  # the node's ranks leave their sub-blocks together
             for req in requests:

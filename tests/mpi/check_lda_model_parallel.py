@@ -88,12 +88,13 @@ for b in range(sch.n_blocks):
 check(ok, "block word orders hold every token's topic")
 
 # Bytes per sweep as the layout's formula: one int64 allreduce of K topic
-# changes per sub-phase, and on each node leader every block's count rows
-# and word order once out and once in (nothing travels on one node).
+# changes per phase (per turn on one node), and on each node leader every block's count rows and
+# word order once out and once in (nothing travels on one node).
 sch = model.scheme
 cell, tz = sch.buffers[0].nwk.itemsize, model.z.itemsize
 ring = 2 * (model.n_words * K * cell + model.n_tokens * tz) if sch.n_blocks > 1 else 0
-expect = sch.n_blocks * sch.sub * 8 * K + (ring if sch.leader else 0)
+merges = sch.sub if sch.n_blocks == 1 else sch.n_blocks
+expect = merges * 8 * K + (ring if sch.leader else 0)
 check(all(r["bytes"] == expect for r in model.history), "bytes per sweep as the formula")
 
 # Recovery of the known topics (the bound of the other layouts' test), and
