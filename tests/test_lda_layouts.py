@@ -94,3 +94,10 @@ def test_cli_model_layout_across_nodes_resumes_bit_identical(tmp_path):
         assert nwk.sum() == a["topic_totals"][...].sum() == a.attrs["n_tokens"]
         for key in ("word_topic", "doc_topics", "history/log_likelihood"):
             np.testing.assert_array_equal(a[key][...], b[key][...])
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_hdf5_corpus_each_rank_reads_its_documents(ranks, tmp_path):
+    """Rank 0 alone reads the document offsets; a corrupt file fails on every rank."""
+    mpi_script(ranks, "check_corpus_load.py", tmp_path)
