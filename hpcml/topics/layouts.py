@@ -181,8 +181,9 @@ class ModelParallel:
         #: First internal word id of each ring block (and V at the end).
         self.block_words = unit_words[::self.sub].copy()
         lda.doc_ptr = doc_ptr
-        iw, lda.block_bounds = _block_order_words(doc_ptr, lda.internal_ids[words],
-                                                  unit[lda.word_ids], n_units)
+        # The shared layout's order of each document's tokens, by sub-block.
+        iw, lda.block_bounds = _lda()._block_order(doc_ptr, lda.internal_ids[words],
+                                                   unit[lda.word_ids], n_units)
         local_wptr, tpos = kern.word_index(iw, V)
         gpos = kern.global_positions(iw, tpos, local_wptr, lda.wptr[:-1] + before)
         del tpos, local_wptr
@@ -205,7 +206,7 @@ class ModelParallel:
         lda.z = z.astype(kern.topic_dtype(K))
         lda.state = kern.seed_state(lda.seed, comm.rank) if rng_state is None \
             else np.asarray(rng_state, np.uint64).reshape(1).copy()
-        cdt = lda_count_dtype(int(gfreq.max()) if V else 0)
+        cdt = _lda().count_dtype(int(gfreq.max()) if V else 0)
         n_buf = 3 if self.nodes > 1 else 1
         self.buffers = [_Block(self.node, int(self.rows.max()), int(self.tokens.max()), K, cdt,
                                lda.z.dtype) for _ in range(n_buf)]
@@ -448,12 +449,9 @@ def ring_blocks(word_freq, n_blocks):
     return block
 
 
-def lda_count_dtype(max_count):
-    """Smallest count type holding ``max_count`` (as :func:`hpcml.topics.lda.count_dtype`)."""
-    return np.uint16 if max_count < 2**16 else np.int32
+def _lda():
+    """:mod:`hpcml.topics.lda`, which imports this module (its block order
+    and count type serve both)."""
+    from hpcml.topics import lda
 
-
-def _block_order_words(doc_ptr, words, unit, n_units):
-    from hpcml.topics.lda import _block_order  # the shared layout's ordering, one level finer
-
-    return _block_order(doc_ptr, words, unit, n_units)
+    return lda
