@@ -111,7 +111,7 @@ class Timings:
 
 
 class Request:
-    """A non-blocking collective in flight; :meth:`wait` must be called.
+    """A non-blocking collective or message in flight; :meth:`wait` must be called.
 
     The wait is timed as communication: time spent waiting is exactly the
     network time that overlap failed to hide.
@@ -500,6 +500,35 @@ class Comm:
         with self._timed("gatherv", local.nbytes if self.rank != root else np.prod(shape) * dtype.itemsize):
             self.mpi.Gatherv(local, [out, (counts, displs)] if self.rank == root else None, root=root)
         return out
+
+    def exscan(self, arr):
+        """Exclusive prefix sum over the ranks, in place: rank r gets the sum of
+        ranks 0..r-1's arrays (zeros on rank 0); returns ``arr``."""
+        _contiguous(arr, "exscan")
+        with self._timed("scan", arr.nbytes):
+            out = np.zeros_like(arr)
+            if self.size > 1:
+                self.mpi.Exscan(arr, out, op=MPI.SUM)
+            arr[...] = out
+        return arr
+
+    # -- point to point (rings of node leaders and the like) -----------------
+
+    def isend(self, arr, dest, tag=0):
+        """Start sending ``arr`` to rank ``dest``; returns a :class:`Request`
+        (``arr`` must not change until it completes)."""
+        _contiguous(arr, "isend")
+        with self._timed("send", arr.nbytes):
+            request = self.mpi.Isend(arr, dest=dest, tag=tag)
+        return Request(self, request, arr)
+
+    def irecv(self, arr, source, tag=0):
+        """Start receiving into ``arr`` (exactly its size) from rank ``source``;
+        returns a :class:`Request` whose result is ``arr``."""
+        _contiguous(arr, "irecv")
+        with self._timed("recv", arr.nbytes):
+            request = self.mpi.Irecv(arr, source=source, tag=tag)
+        return Request(self, request, arr)
 
     # -- small control objects ------------------------------------------------
 

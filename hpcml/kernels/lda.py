@@ -502,7 +502,7 @@ def _check_word_order(nwk, words, z, wptr, tpos, zw):
 
 
 def mh_sweep(doc_ptr, words, z, nwk, nk, alpha, beta, state, *, wptr, tpos, zw,
-             mh_steps=2, d0=0, d1=None, scratch=None, ranges=None):
+             mh_steps=2, d0=0, d1=None, scratch=None, ranges=None, n_words=None):
     """Resample the topics of documents ``d0:d1`` by Metropolis-Hastings.
 
     Parameters
@@ -529,8 +529,13 @@ def mh_sweep(doc_ptr, words, z, nwk, nk, alpha, beta, state, *, wptr, tpos, zw,
     ranges : (lo, hi) of int64 arrays of shape (D,), optional
         Resample only tokens ``lo[d]:hi[d]`` of each document ``d`` (the
         proposals still see the whole document); default all of them.
+    n_words : int, optional
+        V, when ``nwk``, ``wptr`` and ``zw`` hold one block of the words only
+        (ids in ``words`` then count from the block's first word); default
+        ``nwk.shape[0]``.
     """
     d1 = doc_ptr.shape[0] - 1 if d1 is None else d1
+    n_words = nwk.shape[0] if n_words is None else int(n_words)
     _check_state(doc_ptr, words, z, nwk, nk, alpha, state, d0, d1)
     _check_word_order(nwk, words, z, wptr, tpos, zw)
     if ranges is None:
@@ -547,7 +552,7 @@ def mh_sweep(doc_ptr, words, z, nwk, nk, alpha, beta, state, *, wptr, tpos, zw,
     a_prob, a_alias = alias_table(alpha)
     ndk = np.zeros(K, np.int32) if scratch is None else scratch
     _mh_kernel(doc_ptr, lo, hi, words, z, nwk, nk, wptr, tpos, zw, alpha, a_prob, a_alias,
-               float(alpha.sum()), float(beta), float(beta) * nwk.shape[0], int(mh_steps),
+               float(alpha.sum()), float(beta), float(beta) * n_words, int(mh_steps),
                int(d0), int(d1), ndk, state)
 
 

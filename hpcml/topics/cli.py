@@ -70,8 +70,10 @@ def register(subparsers, common):
     g.add_argument("--layout", choices=LAYOUTS, default="auto",
                    help="shared: ranks on one node share one copy of the counts and take "
                         "turns on blocks of words; replicated: each rank its own copy, "
-                        "changes exchanged (the options below); auto: shared when all ranks "
-                        "run on one node")
+                        "changes exchanged (the options below); model: word blocks of the "
+                        "counts travel around a ring of nodes, each node's ranks sharing one; "
+                        "auto: shared on one node, replicated across nodes while it fits "
+                        "each node's memory, else model")
     g.add_argument("--sync-every", type=float, default=0.5, metavar="FRACTION",
                    help="fraction of a sweep between exchanges of changed topics (default 0.5)")
     g.add_argument("--staleness", type=int, default=0, metavar="S",
@@ -159,7 +161,8 @@ def run_train(args, comm):
     _check_train_args(args)
     local, n_docs = load_corpus(args.input, comm, **_read_options(args))
     # Before anything of size K (the priors) is built.
-    refuse_if_too_big(comm, int(local.counts.sum()), local.n_docs, local.n_words, args.topics)
+    refuse_if_too_big(comm, int(local.counts.sum()), local.n_docs, local.n_words, args.topics,
+                      args.layout, args.sampler)
     alpha = _parse_alpha(args.alpha, args.topics)
     train_docs, train_ids, heldout = split_heldout(local, args.heldout)
     try:
@@ -191,7 +194,7 @@ def run_train(args, comm):
     summary = {"documents": n_docs, "tokens": model.n_tokens, "topics": args.topics,
                "iterations": model.iteration, "log_likelihood": final_ll,
                "ll_per_token": final_ll / max(model.n_tokens, 1), "ranks": comm.size,
-               "layout": "shared" if model.shared else "replicated",
+               "layout": model.layout_used,
                "alpha_mean": float(model.alpha.mean()), "beta": model.beta,
                "top_words": top}
     perps = [r["perplexity"] for r in model.history if "perplexity" in r]
@@ -212,7 +215,7 @@ def _log_setup(model, n_docs, n_held, comm):
              "the ranks of a node (%d B per own token, %d B per token of the corpus, %d B per "
              "word-topic cell)",
              n_docs, comm.allreduce_scalar(n_held), model.n_words, model.n_tokens,
-             model.n_topics, comm.size, "shared" if model.shared else "replicated",
+             model.n_topics, comm.size, model.layout_used,
              largest / 2**20, mem["shared"] / 2**20, mem["bytes_per_token"],
              mem["bytes_per_corpus_token"], mem["bytes_per_cell"])
 

@@ -87,7 +87,9 @@ def load_corpus(path, comm, fmt="auto", **options):
 
     Rank r gets the r-th of ``comm.size`` contiguous document ranges of
     about equal token counts (:func:`token_cuts`).  An HDF5 corpus is read
-    range by range; UCI and text files are read whole by every rank.
+    range by range (rank 0 alone reads the per-document token offsets to
+    deal the ranges); UCI and text files are read whole by every rank
+    (convert them once with ``hpcml data corpus convert``).
 
     Parameters
     ----------
@@ -103,17 +105,30 @@ def load_corpus(path, comm, fmt="auto", **options):
         The local documents (``doc_offset`` their global number) and the
         number of documents in the corpus.
     """
+    with comm.guard():
+        kind = corpus_format(path, fmt)
+    if kind == "hdf5":
+        file, group = _split_spec(path)
+        # Rank 0 alone reads the per-document token offsets (8 bytes per
+        # document of the corpus) and deals the ranges; each rank then reads
+        # only its own documents' rows.
+        with comm.io():
+            cuts = None
+            with comm.guard():
+                if comm.rank == 0:
+                    n_docs, _, tptr, _ = read_hdf5_info(file, group)
+                    cuts = np.append(token_cuts(tptr, comm.size), n_docs)
+                    del tptr
+            cuts = comm.bcast(cuts)
+            n_docs = int(cuts[-1])
+            with comm.guard():
+                local = read_hdf5(file, group, int(cuts[comm.rank]), int(cuts[comm.rank + 1]))
+        return local, n_docs
     with comm.io(), comm.guard():
-        if corpus_format(path, fmt) == "hdf5":
-            file, group = _split_spec(path)
-            n_docs, _, tptr, _ = read_hdf5_info(file, group)
-            cuts = token_cuts(tptr, comm.size)
-            local = read_hdf5(file, group, int(cuts[comm.rank]), int(cuts[comm.rank + 1]))
-        else:
-            whole = read_corpus(path, fmt, **options)
-            cuts = token_cuts(token_ptr(whole), comm.size)
-            local = whole.slice(int(cuts[comm.rank]), int(cuts[comm.rank + 1]))
-            n_docs = whole.n_docs
+        whole = read_corpus(path, fmt, **options)
+        cuts = token_cuts(token_ptr(whole), comm.size)
+        local = whole.slice(int(cuts[comm.rank]), int(cuts[comm.rank + 1]))
+        n_docs = whole.n_docs
     return local, n_docs
 
 

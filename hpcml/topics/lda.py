@@ -2,7 +2,11 @@
 
 Each rank holds a range of documents.  The word-topic counts and the
 topics of every token of the corpus in one global word order (see
-:mod:`hpcml.kernels.lda`) are laid out in one of two ways.
+:mod:`hpcml.kernels.lda`) are laid out in one of three ways: the two
+below, and ``layout="model"`` (word blocks travelling around a ring of
+nodes; :class:`hpcml.topics.layouts.ModelParallel`), the default across
+nodes once the replicated counts no longer fit a node
+(:func:`resolve_layout`).
 
 ``layout="shared"`` (ranks on one node; the default there): one copy of
 the counts and the word order in shared memory.  The words are dealt into
@@ -58,12 +62,13 @@ from hpcml.errors import InputError
 from hpcml.kernels import lda as kern
 from hpcml.partition import block_range
 from hpcml.runtime import available_memory, ranks_on_node
+from hpcml.topics.layouts import ModelParallel, choose_layout
 from hpcml.topics.model import TopicModel, completion_perplexity, proportions
 
 SAMPLERS = ("mh", "dense")
 EXCHANGES = ("auto", "sparse", "dense")
 INITS = ("random", "progressive")
-LAYOUTS = ("auto", "shared", "replicated")
+LAYOUTS = ("auto", "shared", "replicated", "model")
 #: Weight of the not-yet-placed tokens in the progressive start (see
 #: kern.progressive_init).  On the benchmark corpus at K = 1000 (5,000
 #: documents) the log-likelihood after 20 sweeps rose as it fell from 1 to
@@ -82,7 +87,8 @@ INIT_SMOOTH = 0.05
 BYTES_PER_TOKEN, BYTES_PER_DOC_TOPIC, BYTES_PER_CELL = 32, 20, 8
 
 
-def refuse_if_too_big(comm, local_tokens, local_docs, n_words, n_topics):
+def refuse_if_too_big(comm, local_tokens, local_docs, n_words, n_topics, layout="auto",
+                      sampler="mh"):
     """Refuse, before allocating, a model whose state would not fit this node's memory (collective).
 
     Parameters
@@ -91,7 +97,11 @@ def refuse_if_too_big(comm, local_tokens, local_docs, n_words, n_topics):
     local_tokens, local_docs : int
         This rank's tokens and documents.
     n_words, n_topics : int
-        ``V`` and ``K``: every rank holds or maps the ``V × K`` counts.
+        ``V`` and ``K``: every rank holds or maps the ``V × K`` counts, or
+        in the model-parallel layout 1.5/nodes of them
+        (:func:`hpcml.topics.layouts.node_bytes`).
+    layout, sampler : str
+        As given to :class:`LDA` ("auto" resolves as :func:`resolve_layout`).
 
     Raises
     ------
@@ -100,7 +110,10 @@ def refuse_if_too_big(comm, local_tokens, local_docs, n_words, n_topics):
     """
     available = available_memory()
     rank = local_tokens * BYTES_PER_TOKEN + local_docs * n_topics * BYTES_PER_DOC_TOPIC
-    need = comm.allreduce_scalar(rank, "max") * ranks_on_node() + n_words * n_topics * BYTES_PER_CELL
+    cells = n_words * n_topics
+    if resolve_layout(layout, comm, sampler, local_tokens, n_words, n_topics) == "model":
+        cells = cells * 1.5 / comm.topology.nodes if comm.spans_nodes else cells
+    need = comm.allreduce_scalar(rank, "max") * ranks_on_node() + int(cells * BYTES_PER_CELL)
     if available is not None:
         comm.agree(need <= available,
                    f"LDA would need about {need / 1e9:.1f} GB on this node ({BYTES_PER_TOKEN} B per "
@@ -108,6 +121,22 @@ def refuse_if_too_big(comm, local_tokens, local_docs, n_words, n_topics):
                    f"{ranks_on_node()} rank(s), {BYTES_PER_CELL} B per word-topic cell of "
                    f"{n_words} x {n_topics}) and {available / 1e9:.1f} GB are available: use fewer "
                    "--topics, a smaller vocabulary (--min-count) or corpus, or more nodes")
+
+
+def resolve_layout(layout, comm, sampler, local_tokens, n_words, n_topics):
+    """The layout that ``layout`` stands for on ``comm`` (collective).
+
+    ``"auto"``: shared on one node, replicated across nodes while the
+    replicated counts fit each node's available memory, model-parallel
+    beyond (:func:`hpcml.topics.layouts.choose_layout`).
+    """
+    if layout != "auto":
+        return layout
+    n_tokens = comm.allreduce_scalar(int(local_tokens))
+    node_tokens = comm.allreduce_scalar(int(local_tokens) * ranks_on_node(), "max")
+    return choose_layout(layout, comm, sampler, n_words=n_words, n_topics=n_topics,
+                         n_tokens=n_tokens, node_tokens=node_tokens,
+                         available=available_memory())
 
 
 def count_dtype(max_count):
@@ -166,9 +195,12 @@ class LDA:
         :func:`hpcml.kernels.lda.progressive_init`).  At large K the MH
         sampler needs many sweeps to leave a random start; a progressive start
         costs about one sweep and saves most of them.
-    layout : {"auto", "shared", "replicated"}
+    layout : {"auto", "shared", "replicated", "model"}
         How several ranks hold the counts (module docstring): "auto" shares
-        them when all ranks run on one node and the sampler is "mh".
+        them when all ranks run on one node and the sampler is "mh"; across
+        nodes it replicates them while they fit each node's memory, else it
+        cuts them into word blocks that travel around the nodes ("model",
+        :class:`hpcml.topics.layouts.ModelParallel`).
         ``sync_every``, ``staleness`` and ``exchange`` apply to "replicated".
 
     Examples
@@ -195,8 +227,10 @@ class LDA:
             raise InputError(f"init must be one of {INITS}, got {init!r}")
         if layout not in LAYOUTS:
             raise InputError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-        if layout == "shared" and sampler != "mh":
-            raise InputError("layout 'shared' needs the 'mh' sampler")
+        if layout in ("shared", "model") and sampler != "mh":
+            raise InputError(f"layout {layout!r} needs the 'mh' sampler")
+        if layout == "model" and init != "random":
+            raise InputError("layout 'model' starts from random topics (init 'random')")
         if not 0.0 < float(sync_every) <= 1.0:
             raise InputError(f"sync-every must be in (0, 1], got {sync_every}")
         if int(staleness) < 0 or int(mh_steps) < 1:
@@ -226,10 +260,25 @@ class LDA:
         """
         self.comm = comm
         K, V = self.n_topics, corpus.n_words
-        refuse_if_too_big(comm, int(corpus.counts.sum()), corpus.n_docs, V, K)
+        tokens = int(corpus.counts.sum())
+        refuse_if_too_big(comm, tokens, corpus.n_docs, V, K, self.layout, self.sampler)
         self.n_words = V
         self.vocab = corpus.vocab
         self.doc_offset = corpus.doc_offset
+        #: The layout strategy (None: the shared or replicated layout of this class).
+        self.scheme = None
+        self.layout_used = resolve_layout(self.layout, comm, self.sampler, tokens, V, K)
+        if self.layout_used == "model":
+            self.scheme = ModelParallel(self)
+            tic = time.perf_counter()
+            self.scheme.setup(corpus, comm, z, rng_state)
+            self.init_s = time.perf_counter() - tic
+            self.scratch = np.zeros(K, np.int32)
+            self.segments = None
+            self.iteration = 0
+            self.history = []
+            self._compile()
+            return self
         doc_ptr, words = corpus.tokens()
         n_local = words.shape[0]
         freq = np.bincount(words, minlength=V).astype(np.int64)
@@ -269,6 +318,7 @@ class LDA:
             comm.agree(on_node or self.layout == "auto",
                        "layout 'shared' needs every rank on one node; use 'replicated'")
             self.shared = on_node
+        self.layout_used = "shared" if self.shared else "replicated"
         self.state = kern.seed_state(self.seed, comm.rank) if rng_state is None \
             else np.asarray(rng_state, np.uint64).reshape(1).copy()
         # The global word order: this rank's tokens sit at self.gpos in it.
@@ -318,6 +368,9 @@ class LDA:
     def close(self):
         """Release the shared memory of the shared layout (collective; the
         counts must not be used after).  Nothing to do otherwise."""
+        if self.scheme is not None:
+            self.scheme.close()
+            return
         for w in self._windows:
             w.free()
         self._windows = []
@@ -364,6 +417,9 @@ class LDA:
         """Compile (or load from Numba's cache) the sweep kernels on empty
         ranges, so that the first iteration's time and throughput are not
         inflated by compilation."""
+        if self.scheme is not None:
+            self.scheme.compile()
+            return
         self._sample(0, 0)
         if self.sent is not None:
             kern.apply_changes(np.zeros(0, np.int64), self.wptr, self.zw, self.nwk, self.nk)
@@ -378,6 +434,8 @@ class LDA:
         ``shared`` (the counts and the word order in the shared layout) is
         one copy for all ranks of the node.
         """
+        if self.scheme is not None:
+            return self.scheme.memory_bytes()
         per_token = (self.words.itemsize + self.z.itemsize + self.gpos.itemsize
                      + (self.sent.itemsize if self.sent is not None else 0))
         total = (self.words.nbytes + self.z.nbytes + self.zw.nbytes + self.gpos.nbytes
@@ -459,7 +517,9 @@ class LDA:
         before = comm.timings()
         tic = time.perf_counter()
         modes = []
-        if self.shared:
+        if self.scheme is not None:
+            modes = self.scheme.sweep()
+        elif self.shared:
             n_docs = self.doc_ptr.shape[0] - 1
             for phase in range(comm.size):
                 b = (comm.rank + phase) % comm.size
@@ -524,9 +584,8 @@ class LDA:
     # ------------------------------------------------------------- evaluation
     def log_likelihood(self):
         """Joint log p(w, z) of the whole corpus (collective)."""
-        w0, w1 = block_range(self.n_words, self.comm.size, self.comm.rank)
         part = np.array([kern.doc_log_likelihood(self.doc_ptr, self.z, self.alpha),
-                         kern.word_log_likelihood(self.nwk[w0:w1], self.beta)])
+                         self._row_sum(lambda rows: kern.word_log_likelihood(rows, self.beta))])
         self.comm.allreduce(part)
         return float(part.sum() + kern.topic_log_normaliser(self.nk, self.beta, self.n_words))
 
@@ -539,15 +598,27 @@ class LDA:
             comm.allreduce(buf)
             if buf[-1] > 0:
                 self.alpha = np.maximum(self.alpha * buf[:-1] / buf[-1], 1e-6)
-        w0, w1 = block_range(self.n_words, comm.size, comm.rank)
         V = self.n_words
         for _ in range(rounds):
-            num = np.array([kern.beta_numerator(self.nwk[w0:w1], self.beta)])
+            num = np.array([self._row_sum(lambda rows: kern.beta_numerator(rows, self.beta))])
             comm.allreduce(num)
             vb = V * self.beta
             den = V * sum(kern.digamma(float(n) + vb) - kern.digamma(vb) for n in self.nk)
             if den > 0 and num[0] > 0:
                 self.beta = max(self.beta * float(num[0]) / den, 1e-6)
+
+    def _row_sum(self, fn):
+        """Sum of ``fn`` over this rank's share of the count rows (each row
+        on one rank); add it over the ranks."""
+        if self.scheme is not None:
+            return self.scheme.row_sum(fn)
+        w0, w1 = block_range(self.n_words, self.comm.size, self.comm.rank)
+        return fn(self.nwk[w0:w1])
+
+    def _counts(self):
+        """The V × K counts in internal word order (collective in the
+        model-parallel layout, which assembles them on every rank)."""
+        return self.nwk if self.scheme is None else self.scheme.word_topic_internal()
 
     def perplexity(self, heldout, sweeps=20):
         """Held-out perplexity by document completion (collective).
@@ -557,7 +628,7 @@ class LDA:
         """
         doc_ptr, words = heldout.tokens()
         state = kern.seed_state(self.seed + 104729 * (self.iteration + 1), self.comm.rank)
-        return completion_perplexity(doc_ptr, self.internal_ids[words], self.nwk, self.nk,
+        return completion_perplexity(doc_ptr, self.internal_ids[words], self._counts(), self.nk,
                                      self.alpha, self.beta, state, self.comm, sweeps=sweeps,
                                      mh_steps=self.mh_steps)
 
@@ -574,8 +645,9 @@ class LDA:
         return proportions(ndk, self.alpha)
 
     def word_topic(self):
-        """Word-topic counts (V, K) by input word id (a copy)."""
-        return self.nwk[self.internal_ids]
+        """Word-topic counts (V, K) by input word id (a copy; collective in the
+        model-parallel layout)."""
+        return self._counts()[self.internal_ids]
 
     def topic_word(self):
         """Posterior mean topic-word distributions phi, float64 (K, V)."""
