@@ -20,11 +20,12 @@ def main():
     init = sys.argv[5] if len(sys.argv) > 5 else "random"
     exchange = sys.argv[6] if len(sys.argv) > 6 else "auto"
     layout = sys.argv[7] if len(sys.argv) > 7 else "auto"
+    sampler = sys.argv[8] if len(sys.argv) > 8 else "auto"
     corpus, phi, _ = lda_corpus(n_docs, 120, 4, 60, alpha=0.2, beta=0.05, seed=2,
                                 length_spread=1.0)
     start, stop = block_range(n_docs, comm.size, comm.rank)
     model = LDA(4, alpha=0.2, beta=0.05, sync_every=sync_every, staleness=staleness, seed=0,
-                init=init, exchange=exchange, layout=layout)
+                init=init, exchange=exchange, layout=layout, sampler=sampler)
     model.setup(corpus.slice(start, stop), comm)
     model.fit(iters)
     # The view every rank holds must equal the counts of all ranks' topics.
@@ -53,7 +54,8 @@ def main():
                           "cosine": matched_cosine(phi, model.topic_word()),
                           "theta_rows": int(theta.shape[0]),
                           "modes": sorted({m for r in model.history for m in r["modes"]}),
-                          "bytes": model.history[-1]["bytes"], "shared": model.shared}))
+                          "bytes": model.history[-1]["bytes"], "shared": model.shared,
+                          "sampler": model.sampler}))
     model.close()
 
 

@@ -42,9 +42,10 @@ def _fit(corpus, sampler, iters, seed=3, **kw):
         corpus, Comm.self_comm()).fit(iters)
 
 
-def test_topics_recovered_and_samplers_agree(known):
+@pytest.mark.parametrize("sampler", ["mh", "gibbs"])
+def test_topics_recovered_and_samplers_agree(known, sampler):
     corpus, phi, _ = known
-    fast = _fit(corpus, "mh", 60)
+    fast = _fit(corpus, sampler, 60)
     dense = _fit(corpus, "dense", 60)
     assert matched_cosine(phi, fast.topic_word()) >= 0.9
     assert matched_cosine(phi, dense.topic_word()) >= 0.9
@@ -52,6 +53,29 @@ def test_topics_recovered_and_samplers_agree(known):
     assert abs(ll_fast - ll_dense) <= 0.01 * abs(ll_dense)
     # Both improved on the random start by far more than the 1% tolerance.
     assert fast.history[0]["log_likelihood"] < 1.05 * ll_fast
+
+
+def test_gibbs_mixes_per_sweep_as_the_exact_sampler(known):
+    # Exact Gibbs draws from the same conditionals as the textbook sampler:
+    # after a few sweeps from one random start (seeds apart) both sit at the
+    # same log-likelihood, where MH (two proposal pairs per token) lags.
+    corpus, _, _ = known
+    ll = {s: np.mean([_fit(corpus, s, 4, seed=sd).history[-1]["log_likelihood"]
+                      for sd in (3, 4, 5)]) for s in ("gibbs", "dense", "mh")}
+    assert abs(ll["gibbs"] - ll["dense"]) <= 0.005 * abs(ll["dense"])
+    assert ll["gibbs"] > ll["mh"]
+
+
+def test_auto_sampler_follows_k():
+    from hpcml.topics.lda import GIBBS_MAX_TOPICS
+    assert LDA(20).sampler == LDA(GIBBS_MAX_TOPICS).sampler == "gibbs"
+    assert LDA(GIBBS_MAX_TOPICS + 1).sampler == LDA(1000).sampler == "mh"
+    assert LDA(1000, sampler="gibbs").sampler == "gibbs"
+    assert LDA(5, sampler="gibbs", layout="shared").sampler == "gibbs"
+    with pytest.raises(InputError, match="sampler"):
+        LDA(5, sampler="sparse")
+    with pytest.raises(InputError, match="shared"):
+        LDA(5, sampler="dense", layout="shared")
 
 
 def test_progressive_init_starts_ahead(known):
@@ -71,20 +95,22 @@ def test_progressive_init_starts_ahead(known):
         LDA(5, init="kmeans")
 
 
-def test_same_seed_same_result_and_resume_equals_uninterrupted(known):
+@pytest.mark.parametrize("sampler", ["mh", "gibbs"])
+def test_same_seed_same_result_and_resume_equals_uninterrupted(known, sampler):
     corpus, _, _ = known
-    full = _fit(corpus, "mh", 8, optimize_every=4)
-    again = _fit(corpus, "mh", 8, optimize_every=4)
+    full = _fit(corpus, sampler, 8, optimize_every=4)
+    again = _fit(corpus, sampler, 8, optimize_every=4)
     np.testing.assert_array_equal(full.z, again.z)
-    half = _fit(corpus, "mh", 4, optimize_every=4)
-    resumed = LDA(5, alpha=half.alpha, beta=half.beta, seed=3, optimize_every=4).setup(
+    half = _fit(corpus, sampler, 4, optimize_every=4)
+    resumed = LDA(5, alpha=half.alpha, beta=half.beta, seed=3, optimize_every=4,
+                  sampler=sampler).setup(
         corpus, Comm.self_comm(), z=half.z.copy(), rng_state=half.state.copy())
     resumed.iteration = half.iteration
     resumed.fit(8)
     np.testing.assert_array_equal(resumed.z, full.z)
     np.testing.assert_array_equal(resumed.nwk, full.nwk)
     np.testing.assert_allclose(resumed.alpha, full.alpha, rtol=0, atol=0)
-    other = _fit(corpus, "mh", 8, seed=4)
+    other = _fit(corpus, sampler, 8, seed=4)
     assert not np.array_equal(other.z, full.z)
 
 
@@ -142,10 +168,12 @@ def test_ranks_reach_the_same_quality():
     # after 40 sweeps from a random start; the check's seed is not one.)
     results = {(n, "auto"): _mpirun(n, 151, 40, 0.5, 0) for n in (1, 2, 3)}
     results[2, "replicated"] = _mpirun(2, 151, 40, 0.5, 0, "random", "auto", "replicated")
+    results[3, "mh"] = _mpirun(3, 151, 40, 0.5, 0, "random", "auto", "auto", "mh")
+    assert {r["sampler"] for r in results.values()} == {"gibbs", "mh"}
     for r in results.values():
         assert r["exact_counts"] and r["theta_rows"] == 151 and r["cosine"] >= 0.9
     ll1 = results[1, "auto"]["ll_per_token"]
-    for key in ((2, "auto"), (3, "auto"), (2, "replicated")):
+    for key in ((2, "auto"), (3, "auto"), (2, "replicated"), (3, "mh")):
         assert abs(results[key]["ll_per_token"] - ll1) <= 0.01 * abs(ll1)
     assert results[1, "auto"]["modes"] == [] and not results[1, "auto"]["shared"]
     assert results[3, "auto"]["shared"] and results[3, "auto"]["modes"] == ["shared"]

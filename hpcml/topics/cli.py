@@ -60,8 +60,10 @@ def register(subparsers, common):
     g.add_argument("--beta", type=float, default=0.01, help="topic-word prior (default 0.01)")
     g.add_argument("--optimize-every", type=int, default=0, metavar="N",
                    help="update alpha (asymmetric) and beta every N iterations (0: fixed)")
-    g.add_argument("--sampler", choices=SAMPLERS, default="mh",
-                   help="mh: O(1) Metropolis-Hastings per token; dense: exact O(K) reference")
+    g.add_argument("--sampler", choices=SAMPLERS, default="auto",
+                   help="gibbs: exact, O(K) per token, vectorised; mh: O(1) Metropolis-Hastings "
+                        "per token; dense: exact O(K) reference; auto (default): gibbs up to "
+                        "K = 256, else mh")
     g.add_argument("--mh-steps", type=int, default=2, help="proposal pairs per token (mh)")
     g.add_argument("--init", choices=INITS, default="random",
                    help="initial topics: random, or progressive (each token drawn given the "
