@@ -5,7 +5,7 @@ import pytest
 
 from hpcml.kernels import lda as K
 from hpcml.kernels.lda_rows import (HybridRows, apply_changes_rows, apply_rank_topics_rows,
-                                    count_topics_rows, mh_sweep_rows)
+                                    count_topics_rows, mh_sweep_rows, progressive_init_rows)
 from hpcml.topics.synthetic import lda_corpus
 
 
@@ -107,3 +107,27 @@ def test_changes_from_another_rank_apply_to_rows():
     K.count_topics(doc_ptr, words, new[tpos], nwk, np.zeros(n_topics, np.int64))
     np.testing.assert_array_equal(rows.to_dense(), nwk)
     np.testing.assert_array_equal(nk, nwk.sum(0))
+
+
+def test_progressive_start_on_rows_draws_what_the_dense_one_draws():
+    n_topics = 40
+    corpus, doc_ptr, words, _ = _corpus(n_topics, seed=7)
+    V = corpus.n_words
+    wptr, tpos = K.word_index(words, V)
+    alpha = np.full(n_topics, 0.1)
+    nwk = np.zeros((V, n_topics), np.int32)
+    nk = np.zeros(n_topics, np.int64)
+    state = K.seed_state(4)
+    rstate = state.copy()
+    z, zw = K.progressive_init(doc_ptr, words, nwk, nk, alpha, 0.05, state, wptr=wptr,
+                               tpos=tpos, mh_steps=2, smooth=0.1)
+    rows = HybridRows(np.bincount(words, minlength=V), n_topics, np.uint16)
+    rnk = np.zeros(n_topics, np.int64)
+    rzw = np.zeros_like(zw)
+    rz = progressive_init_rows(doc_ptr, words, rows, rnk, alpha, 0.05, rstate, wptr=wptr,
+                               tpos=tpos, zw=rzw, mh_steps=2, smooth=0.1)
+    np.testing.assert_array_equal(rz, z)
+    np.testing.assert_array_equal(rzw, zw)
+    np.testing.assert_array_equal(rows.to_dense(), nwk)
+    assert rstate[0] == state[0] and np.array_equal(rnk, nk)
+    assert rows.beta_numerator(0.05) == pytest.approx(K.beta_numerator(nwk, 0.05), rel=1e-12)

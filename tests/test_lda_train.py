@@ -66,6 +66,42 @@ def test_gibbs_mixes_per_sweep_as_the_exact_sampler(known):
     assert ll["gibbs"] > ll["mh"]
 
 
+def test_sparse_rows_train_as_dense_counts(known):
+    # MH on hybrid rows draws what MH on the dense table draws: the same chain.
+    corpus, phi, _ = known
+    dense = _fit(corpus, "mh", 30, word_rows="dense", optimize_every=10)
+    sparse = _fit(corpus, "mh", 30, word_rows="sparse", optimize_every=10)
+    assert sparse.sparse_rows and not dense.sparse_rows
+    np.testing.assert_array_equal(sparse.z, dense.z)
+    np.testing.assert_array_equal(sparse.word_topic(), dense.word_topic())
+    assert sparse.history[-1]["log_likelihood"] == pytest.approx(
+        dense.history[-1]["log_likelihood"], rel=1e-12)
+    assert sparse.beta == pytest.approx(dense.beta, rel=1e-12)
+    assert matched_cosine(phi, sparse.topic_word()) >= 0.9
+    assert sparse.memory_bytes()["total"] > 0
+    # Resume on sparse rows continues the chain exactly.
+    half = _fit(corpus, "mh", 15, word_rows="sparse", optimize_every=10)
+    resumed = LDA(5, alpha=half.alpha, beta=half.beta, seed=3, sampler="mh",
+                  word_rows="sparse", optimize_every=10).setup(
+        corpus, Comm.self_comm(), z=half.z.copy(), rng_state=half.state.copy())
+    resumed.iteration = half.iteration
+    resumed.fit(30)
+    np.testing.assert_array_equal(resumed.z, sparse.z)
+
+
+def test_word_rows_choice():
+    from hpcml.topics.lda import sparse_word_rows
+    # A large table over a small corpus: sparse rows for MH, never for Gibbs.
+    assert sparse_word_rows("auto", "auto", 10**6, 100_000, 10_000)
+    assert not sparse_word_rows("auto", "gibbs", 10**6, 100_000, 10_000)
+    assert not sparse_word_rows("auto", "auto", 10**8, 20_000, 1000)
+    assert sparse_word_rows("sparse", "mh", 10, 10, 2)
+    with pytest.raises(InputError, match="sparse word rows"):
+        LDA(5, sampler="gibbs", word_rows="sparse")
+    with pytest.raises(InputError, match="word rows"):
+        LDA(5, word_rows="csr")
+
+
 def test_auto_sampler_follows_k():
     from hpcml.topics.lda import GIBBS_MAX_TOPICS
     assert LDA(20).sampler == LDA(GIBBS_MAX_TOPICS).sampler == "gibbs"
@@ -178,6 +214,20 @@ def test_ranks_reach_the_same_quality():
     assert results[1, "auto"]["modes"] == [] and not results[1, "auto"]["shared"]
     assert results[3, "auto"]["shared"] and results[3, "auto"]["modes"] == ["shared"]
     assert not results[2, "replicated"]["shared"] and results[2, "replicated"]["modes"]
+
+
+@pytest.mark.mpi
+def test_sparse_rows_at_one_to_three_ranks():
+    # Hybrid rows in every layout: shared (3 ranks, the rows in shared
+    # memory), replicated with sparse changes (2 ranks) and one rank; uneven shards.
+    runs = [_mpirun(1, 151, 40, 0.5, 0, "random", "auto", "auto", "mh", "sparse"),
+            _mpirun(3, 151, 40, 0.5, 0, "progressive", "auto", "shared", "mh", "sparse"),
+            _mpirun(2, 151, 40, 0.34, 0, "random", "sparse", "replicated", "mh", "sparse")]
+    for r in runs:
+        assert r["sparse_rows"] and r["exact_counts"] and r["cosine"] >= 0.9
+        assert abs(r["ll_per_token"] - runs[0]["ll_per_token"]) <= 0.01 * abs(
+            runs[0]["ll_per_token"])
+    assert runs[1]["shared"] and runs[2]["modes"] == ["sparse"]
 
 
 @pytest.mark.mpi

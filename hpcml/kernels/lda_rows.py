@@ -42,8 +42,8 @@ from numba import njit
 
 from hpcml.kernels import JIT
 from hpcml.kernels.lda import (_AHEAD, _accept, _check_state, _check_word_order, _cursor_next,
-                               _doc_draw, _draw_ahead, _prefetch, _uniform, _word_draw,
-                               alias_table)
+                               _digamma, _doc_draw, _draw_ahead, _prefetch, _uniform, _word_draw,
+                               alias_table, topic_dtype)
 
 _FIB = np.uint64(0x9E3779B97F4A7C15)
 #: Hash rows are sized for their most possible entries at this load at most.
@@ -150,9 +150,12 @@ class HybridRows:
         K.
     count_dtype : dtype
         Count cell type (uint16 when no word occurs 65,536 times, else int32).
+    alloc : callable, optional
+        ``alloc(shape, dtype)`` returns a zeroed array for the pools (the
+        shared layout passes shared memory); default ``numpy.zeros``.
     """
 
-    def __init__(self, word_freq, n_topics, count_dtype=np.int32):
+    def __init__(self, word_freq, n_topics, count_dtype=np.int32, alloc=None):
         freq = np.asarray(word_freq, np.int64)
         K = int(n_topics)
         V = freq.shape[0]
@@ -171,9 +174,10 @@ class HybridRows:
         self.n_words, self.n_topics = V, K
         self.off = off
         self.bits = bits.astype(np.int8)
-        self.dense = np.zeros(int(is_dense.sum()) * K, cdt)
-        self.keys = np.zeros(int(caps.sum()), key_dtype)
-        self.vals = np.zeros(int(caps.sum()), cdt)
+        alloc = alloc or np.zeros
+        self.dense = alloc((int(is_dense.sum()) * K,), cdt)
+        self.keys = alloc((int(caps.sum()),), key_dtype)
+        self.vals = alloc((int(caps.sum()),), cdt)
 
     @property
     def dtype(self):
@@ -229,6 +233,11 @@ class HybridRows:
         run = np.cumsum(count).astype(np.float64)
         base = np.concatenate([[0.0], run])[ptr[:-1]]
         return ptr, topic, run - np.repeat(base, np.diff(ptr))
+
+    def beta_numerator(self, beta, words=None):
+        """sum over the rows ``words`` (default all) of psi(n_wk + beta) - psi(beta)."""
+        words = np.arange(self.n_words) if words is None else np.asarray(words, np.int64)
+        return float(_beta_num_kernel(self.state(), words, float(beta)))
 
     def word_log_likelihood(self, beta, words=None):
         """sum over the rows ``words`` (default all) of log Gamma(n_wk + beta) - log Gamma(beta)."""
@@ -312,6 +321,33 @@ def _word_ll_kernel(rows, words, beta):
                 if keys[j] != 0:
                     total += math.lgamma(vals[j] + beta) - lg_b
     return total
+
+
+@njit(**JIT)
+def _beta_num_kernel(rows, words, beta):
+    off, bits, dense, keys, vals, K = rows
+    db = _digamma(beta)
+    total = 0.0
+    for i in range(words.shape[0]):
+        w = words[i]
+        o = off[w]
+        if bits[w] == 0:
+            for k in range(K):
+                if dense[o + k] > 0:
+                    total += _digamma(dense[o + k] + beta) - db
+        else:
+            for j in range(o, o + (np.int64(1) << bits[w])):
+                if keys[j] != 0:
+                    total += _digamma(vals[j] + beta) - db
+    return total
+
+
+def bytes_bound(n_tokens, n_words):
+    """Most bytes :class:`HybridRows` takes for ``n_tokens`` tokens of
+    ``n_words`` words, whatever K: a hash row has fewer than
+    3 min(f, K) slots of at most 8 bytes (a dense row is chosen only when
+    smaller), plus 9 bytes of index per word."""
+    return 24 * int(n_tokens) + 9 * int(n_words)
 
 
 @njit(**JIT)
@@ -481,3 +517,86 @@ def mh_sweep_rows(doc_ptr, words, z, rows, nk, alpha, beta, state, *, wptr, tpos
     _mh_rows_kernel(doc_ptr, lo, hi, words, z, rows.state(), nk, wptr, tpos, zw, alpha, a_prob,
                     a_alias, float(alpha.sum()), float(beta), float(beta) * rows.n_words,
                     int(mh_steps), int(d0), int(d1), ndk, state)
+
+
+@njit(**JIT)
+def _init_rows_kernel(doc_ptr, words, z, rows, nk, wptr, tpos, zw, alpha, a_prob, a_alias,
+                      alpha_sum, beta, vbeta, mh_steps, smooth, n_after, ndk, state):
+    # hpcml.kernels.lda._init_kernel on hybrid rows (same draws).
+    K = nk.shape[0]
+    kbeta = K * beta
+    inv_beta = 1.0 / beta
+    k_over_asum = K / alpha_sum
+    n_left = n_after + words.shape[0]
+    x = state[0]
+    n_pre = 1 + mh_steps
+    slots = _AHEAD + 1
+    pre = np.empty((slots, n_pre))
+    N = words.shape[0]
+    for j in range(min(_AHEAD, N)):
+        for st in range(n_pre):
+            x, u = _uniform(x)
+            pre[j % slots, st] = u
+    for d in range(doc_ptr.shape[0] - 1):
+        t0 = doc_ptr[d]
+        t1 = doc_ptr[d + 1]
+        for i in range(t0, t1):
+            ia = i + _AHEAD
+            if ia < N:
+                wa = np.int64(words[ia])
+                ba = wptr[wa]
+                x = _draw_ahead(x, pre, ia % slots, n_pre, zw, ba, tpos[ia] - ba, kbeta)
+            w = np.int64(words[i])
+            wbeg = wptr[w]
+            pw = tpos[i]
+            nw = pw - wbeg
+            L = i - t0
+            bd = smooth * (t1 - i) / K
+            bw = smooth * (wptr[w + 1] - pw) / K
+            bk = smooth * (n_left - i) / K
+            s = _word_draw(pre[i % slots, 0] * (nw + kbeta), nw, zw, wbeg, inv_beta, K)
+            ns = _get(rows, w, s)
+            ps = (ndk[s] + bd + alpha[s]) * (ns + bw + beta) / (nk[s] + bk + vbeta)
+            for step in range(mh_steps):
+                x, u = _uniform(x)
+                r = u * (L + alpha_sum)
+                t = _doc_draw(r, L, z, t0, k_over_asum, a_prob, a_alias, K)
+                nt = _get(rows, w, t)
+                pt = (ndk[t] + bd + alpha[t]) * (nt + bw + beta) / (nk[t] + bk + vbeta)
+                x, s, ps = _accept(x, pt * (ndk[s] + alpha[s]), ps * (ndk[t] + alpha[t]),
+                                   s, ps, t, pt)
+                ns = nt if s == t else ns
+                t = _word_draw(pre[i % slots, 1 + step] * (nw + kbeta), nw, zw, wbeg, inv_beta,
+                               K)
+                nt = _get(rows, w, t)
+                pt = (ndk[t] + bd + alpha[t]) * (nt + bw + beta) / (nk[t] + bk + vbeta)
+                x, s, ps = _accept(x, pt * (ns + beta), ps * (nt + beta), s, ps, t, pt)
+                ns = nt if s == t else ns
+            z[i] = s
+            zw[pw] = s
+            ndk[s] += 1
+            _inc(rows, w, s)
+            nk[s] += 1
+        for i in range(t0, t1):
+            ndk[z[i]] = 0
+    state[0] = x
+
+
+def progressive_init_rows(doc_ptr, words, rows, nk, alpha, beta, state, *, wptr, tpos, zw,
+                          n_after=0, mh_steps=1, smooth=0.1, scratch=None):
+    """:func:`hpcml.kernels.lda.progressive_init` with the counts in
+    :class:`HybridRows` (the same draws); returns the topics ``z``."""
+    K = nk.shape[0]
+    z = np.zeros(words.shape[0], topic_dtype(K))
+    _check_state(doc_ptr, words, z, np.zeros((0, K), np.int32), nk, alpha, state, 0,
+                 doc_ptr.shape[0] - 1)
+    _check_word_order(np.zeros((rows.n_words, 0), np.int32), words, z, wptr, tpos, zw)
+    if int(nk.sum()) + words.shape[0] + int(n_after) != zw.shape[0]:
+        raise ValueError("the counts must hold exactly the earlier ranks' tokens "
+                         "(zero on one rank)")
+    a_prob, a_alias = alias_table(alpha)
+    ndk = np.zeros(K, np.int32) if scratch is None else scratch
+    _init_rows_kernel(doc_ptr, words, z, rows.state(), nk, wptr, tpos, zw, alpha, a_prob,
+                      a_alias, float(alpha.sum()), float(beta), float(beta) * rows.n_words,
+                      int(mh_steps), float(smooth), int(n_after), ndk, state)
+    return z

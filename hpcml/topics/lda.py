@@ -56,6 +56,7 @@ import numpy as np
 from hpcml.comm import SharedArray
 from hpcml.errors import InputError
 from hpcml.kernels import lda as kern
+from hpcml.kernels import lda_rows as rowk
 from hpcml.kernels.lda_gibbs import gibbs_sweep
 from hpcml.partition import block_range
 from hpcml.runtime import available_memory, ranks_on_node
@@ -70,6 +71,7 @@ GIBBS_MAX_TOPICS = 256
 EXCHANGES = ("auto", "sparse", "dense")
 INITS = ("random", "progressive")
 LAYOUTS = ("auto", "shared", "replicated")
+WORD_ROWS = ("auto", "dense", "sparse")
 #: Weight of the not-yet-placed tokens in the progressive start (see
 #: kern.progressive_init).  On the benchmark corpus at K = 1000 (5,000
 #: documents) the log-likelihood after 20 sweeps rose as it fell from 1 to
@@ -88,7 +90,26 @@ INIT_SMOOTH = 0.05
 BYTES_PER_TOKEN, BYTES_PER_DOC_TOPIC, BYTES_PER_CELL = 32, 20, 8
 
 
-def refuse_if_too_big(comm, local_tokens, local_docs, n_words, n_topics):
+def choose_sampler(sampler, n_topics):
+    """The sampler ``sampler`` ("auto" or a name) stands for at ``n_topics`` topics."""
+    if sampler != "auto":
+        return sampler
+    return "gibbs" if int(n_topics) <= GIBBS_MAX_TOPICS else "mh"
+
+
+def sparse_word_rows(word_rows, sampler, n_tokens, n_words, n_topics):
+    """Whether the counts are :class:`~hpcml.kernels.lda_rows.HybridRows` for
+    these options and sizes (``n_tokens`` of the whole corpus): asked for, or
+    "auto" with the MH sampler and the rows' bound under half the dense
+    table's bytes."""
+    if word_rows != "auto":
+        return word_rows == "sparse"
+    return (choose_sampler(sampler, n_topics) == "mh"
+            and 2 * rowk.bytes_bound(n_tokens, n_words) < n_words * n_topics * 2)
+
+
+def refuse_if_too_big(comm, local_tokens, local_docs, n_words, n_topics, *, sampler="auto",
+                      word_rows="auto"):
     """Refuse, before allocating, a model whose state would not fit this node's memory (collective).
 
     Parameters
@@ -98,6 +119,10 @@ def refuse_if_too_big(comm, local_tokens, local_docs, n_words, n_topics):
         This rank's tokens and documents.
     n_words, n_topics : int
         ``V`` and ``K``: every rank holds or maps the ``V × K`` counts.
+    sampler, word_rows : str
+        As :class:`LDA` takes them: sparse rows
+        (:func:`sparse_word_rows`) count :func:`hpcml.kernels.lda_rows.bytes_bound`
+        instead of ``V × K`` cells.
 
     Raises
     ------
@@ -106,12 +131,15 @@ def refuse_if_too_big(comm, local_tokens, local_docs, n_words, n_topics):
     """
     available = available_memory()
     rank = local_tokens * BYTES_PER_TOKEN + local_docs * n_topics * BYTES_PER_DOC_TOPIC
-    need = comm.allreduce_scalar(rank, "max") * ranks_on_node() + n_words * n_topics * BYTES_PER_CELL
+    n_all = comm.allreduce_scalar(local_tokens, "sum")
+    counts = rowk.bytes_bound(n_all, n_words) if sparse_word_rows(
+        word_rows, sampler, n_all, n_words, n_topics) else n_words * n_topics * BYTES_PER_CELL
+    need = comm.allreduce_scalar(rank, "max") * ranks_on_node() + counts
     if available is not None:
         comm.agree(need <= available,
                    f"LDA would need about {need / 1e9:.1f} GB on this node ({BYTES_PER_TOKEN} B per "
                    f"token and {BYTES_PER_DOC_TOPIC} B per document and topic on each of its "
-                   f"{ranks_on_node()} rank(s), {BYTES_PER_CELL} B per word-topic cell of "
+                   f"{ranks_on_node()} rank(s), {counts / 1e9:.1f} GB of word-topic counts of "
                    f"{n_words} x {n_topics}) and {available / 1e9:.1f} GB are available: use fewer "
                    "--topics, a smaller vocabulary (--min-count) or corpus, or more nodes")
 
@@ -179,6 +207,11 @@ class LDA:
         How several ranks hold the counts (module docstring): "auto" shares
         them when all ranks run on one node and the sampler is not "dense".
         ``sync_every``, ``staleness`` and ``exchange`` apply to "replicated".
+    word_rows : {"auto", "dense", "sparse"}
+        How the word-topic counts are held: V x K cells, or
+        :class:`hpcml.kernels.lda_rows.HybridRows` (dense rows for frequent
+        words, hash rows for the rest; memory follows the non-zeros; "mh"
+        sampler only); "auto": :func:`sparse_word_rows`.
 
     Examples
     --------
@@ -193,7 +226,7 @@ class LDA:
 
     def __init__(self, n_topics, *, alpha=0.1, beta=0.01, sampler="auto", mh_steps=2,
                  sync_every=1.0, staleness=0, exchange="auto", optimize_every=0, seed=0,
-                 init="random", layout="auto"):
+                 init="random", layout="auto", word_rows="auto"):
         if int(n_topics) < 2:
             raise InputError(f"number of topics must be >= 2, got {n_topics}")
         if sampler not in SAMPLERS:
@@ -204,8 +237,11 @@ class LDA:
             raise InputError(f"init must be one of {INITS}, got {init!r}")
         if layout not in LAYOUTS:
             raise InputError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-        if sampler == "auto":
-            sampler = "gibbs" if int(n_topics) <= GIBBS_MAX_TOPICS else "mh"
+        sampler = choose_sampler(sampler, n_topics)
+        if word_rows not in WORD_ROWS:
+            raise InputError(f"word rows must be one of {WORD_ROWS}, got {word_rows!r}")
+        if word_rows == "sparse" and sampler != "mh":
+            raise InputError("sparse word rows need the 'mh' sampler")
         if layout == "shared" and sampler == "dense":
             raise InputError("layout 'shared' needs the 'gibbs' or 'mh' sampler")
         if not 0.0 < float(sync_every) <= 1.0:
@@ -227,6 +263,7 @@ class LDA:
         self.seed = int(seed)
         self.init = init
         self.layout = layout
+        self.word_rows = word_rows
 
     # ------------------------------------------------------------------ setup
     def setup(self, corpus, comm, z=None, rng_state=None):
@@ -237,7 +274,12 @@ class LDA:
         """
         self.comm = comm
         K, V = self.n_topics, corpus.n_words
-        refuse_if_too_big(comm, int(corpus.counts.sum()), corpus.n_docs, V, K)
+        n_local = int(corpus.counts.sum())
+        refuse_if_too_big(comm, n_local, corpus.n_docs, V, K, sampler=self.sampler,
+                          word_rows=self.word_rows)
+        #: Whether the word-topic counts are sparse rows (HybridRows).
+        self.sparse_rows = sparse_word_rows(self.word_rows, self.sampler,
+                                            comm.allreduce_scalar(n_local, "sum"), V, K)
         self.n_words = V
         self.vocab = corpus.vocab
         self.doc_offset = corpus.doc_offset
@@ -286,11 +328,12 @@ class LDA:
         local_wptr, tpos = kern.word_index(self.words, V)
         self.wptr, self.starts = kern.global_word_order(rank_freq)
         self.gpos = kern.global_positions(self.words, tpos, local_wptr, self.starts[comm.rank])
-        shapes = [((V, K), count_dtype(int(gfreq.max()) if V else 0)),
-                  ((self.n_tokens,), kern.topic_dtype(K))]
-        self._windows = [SharedArray(comm, *sd) for sd in shapes] if self.shared else []
-        self.nwk, self.zw = [w.array for w in self._windows] if self.shared \
-            else [np.zeros(*sd) for sd in shapes]
+        self._windows = []
+        alloc = self._shared_zeros if self.shared else np.zeros
+        self.zw = alloc((self.n_tokens,), kern.topic_dtype(K))
+        cdt = count_dtype(int(gfreq.max()) if V else 0)
+        self.nwk = rowk.HybridRows(gfreq, K, cdt, alloc) if self.sparse_rows \
+            else alloc((V, K), cdt)
         self.nk = np.zeros(K, np.int64)
         tic = time.perf_counter()
         if z is None and self.init == "progressive":
@@ -302,8 +345,7 @@ class LDA:
             everyone = comm.iallgatherv(kern.word_order(self.z, tpos), self.rank_tokens).wait()
             if not self.shared or comm.rank == 0:
                 for r, (lo, hi) in enumerate(self._rank_slices()):
-                    kern.apply_rank_topics(everyone[lo:hi], self.starts, r, self.zw, self.nwk,
-                                           self.nk, replace=False)
+                    self._apply_rank_topics(everyone[lo:hi], r, replace=False)
             if self.shared:
                 self._fence()
                 self.nk[:] = comm.bcast(self.nk, root=0)
@@ -325,6 +367,32 @@ class LDA:
         self.history = []
         self._compile()
         return self
+
+    def _shared_zeros(self, shape, dtype):
+        """A zeroed array in shared memory, freed by :meth:`close`."""
+        self._windows.append(SharedArray(self.comm, shape, dtype))
+        return self._windows[-1].array
+
+    def _apply_rank_topics(self, topics, rank, *, replace):
+        """Rank ``rank``'s topics in word order into ``zw`` and the counts."""
+        if self.sparse_rows:
+            rowk.apply_rank_topics_rows(topics, self.starts, rank, self.zw, self.nwk, self.nk,
+                                        replace=replace)
+        else:
+            kern.apply_rank_topics(topics, self.starts, rank, self.zw, self.nwk, self.nk,
+                                   replace=replace)
+
+    def _apply_changes(self, packed):
+        """Another rank's changed tokens into ``zw`` and the counts."""
+        apply = rowk.apply_changes_rows if self.sparse_rows else kern.apply_changes
+        apply(packed, self.wptr, self.zw, self.nwk, self.nk)
+
+    def _dense_counts(self, words=None):
+        """Word-topic counts as a V x K array in internal word order (rows
+        ``words`` if given); a dense copy when the rows are sparse."""
+        if self.sparse_rows:
+            return self.nwk.to_dense(words)
+        return self.nwk if words is None else self.nwk[words]
 
     def close(self):
         """Release the shared memory of the shared layout (collective; the
@@ -357,10 +425,11 @@ class LDA:
         comm = self.comm
         for r in range(comm.size):
             if comm.rank == r:
-                self.z, _ = kern.progressive_init(
-                    self.doc_ptr, self.words, self.nwk, self.nk, self.alpha, self.beta,
-                    self.state, wptr=self.wptr, tpos=self.gpos, zw=self.zw,
-                    n_after=int(self.rank_tokens[r + 1:].sum()), smooth=INIT_SMOOTH)
+                init = rowk.progressive_init_rows if self.sparse_rows else kern.progressive_init
+                out = init(self.doc_ptr, self.words, self.nwk, self.nk, self.alpha, self.beta,
+                           self.state, wptr=self.wptr, tpos=self.gpos, zw=self.zw,
+                           n_after=int(self.rank_tokens[r + 1:].sum()), smooth=INIT_SMOOTH)
+                self.z = out if self.sparse_rows else out[0]
             if self.shared:
                 self._fence()
                 self.nk[:] = comm.bcast(self.nk, root=r)
@@ -368,8 +437,7 @@ class LDA:
                 mine = kern.rank_topics(self.zw, self.starts, r) if comm.rank == r else None
                 theirs = comm.bcast(mine, root=r)
                 if comm.rank != r:
-                    kern.apply_rank_topics(theirs, self.starts, r, self.zw, self.nwk, self.nk,
-                                           replace=False)
+                    self._apply_rank_topics(theirs, r, replace=False)
 
     def _compile(self):
         """Compile (or load from Numba's cache) the sweep kernels on empty
@@ -377,7 +445,7 @@ class LDA:
         inflated by compilation."""
         self._sample(0, 0)
         if self.sent is not None:
-            kern.apply_changes(np.zeros(0, np.int64), self.wptr, self.zw, self.nwk, self.nk)
+            self._apply_changes(np.zeros(0, np.int64))
 
     def memory_bytes(self):
         """Bytes held by this rank's sampler state, by kind.
@@ -403,7 +471,8 @@ class LDA:
     # --------------------------------------------------------------- sampling
     def _sample(self, d0, d1, ranges=None):
         if self.sampler == "mh":
-            kern.mh_sweep(self.doc_ptr, self.words, self.z, self.nwk, self.nk, self.alpha,
+            sweep = rowk.mh_sweep_rows if self.sparse_rows else kern.mh_sweep
+            sweep(self.doc_ptr, self.words, self.z, self.nwk, self.nk, self.alpha,
                           self.beta, self.state, wptr=self.wptr, tpos=self.gpos, zw=self.zw,
                           mh_steps=self.mh_steps, d0=d0, d1=d1, scratch=self.scratch,
                           ranges=ranges)
@@ -447,8 +516,7 @@ class LDA:
             ends = np.cumsum(sizes)
             for r in range(comm.size):
                 if r != comm.rank:
-                    kern.apply_changes(gathered[ends[r] - sizes[r]:ends[r]], self.wptr, self.zw,
-                                       self.nwk, self.nk)
+                    self._apply_changes(gathered[ends[r] - sizes[r]:ends[r]])
             return mode
         mine = self.sent.copy()
         self.pending.append((comm.iallgatherv(mine, self.rank_tokens), mine))
@@ -461,8 +529,7 @@ class LDA:
         everyone = req.wait()
         for r, (lo, hi) in enumerate(self._rank_slices()):
             if r != self.comm.rank:
-                kern.apply_rank_topics(everyone[lo:hi], self.starts, r, self.zw, self.nwk,
-                                       self.nk, replace=True)
+                self._apply_rank_topics(everyone[lo:hi], r, replace=True)
 
     def sweep(self):
         """One pass over the local documents with its exchanges (collective).
@@ -540,8 +607,10 @@ class LDA:
     def log_likelihood(self):
         """Joint log p(w, z) of the whole corpus (collective)."""
         w0, w1 = block_range(self.n_words, self.comm.size, self.comm.rank)
-        part = np.array([kern.doc_log_likelihood(self.doc_ptr, self.z, self.alpha),
-                         kern.word_log_likelihood(self.nwk[w0:w1], self.beta)])
+        words = np.arange(w0, w1)
+        rows = self.nwk.word_log_likelihood(self.beta, words) if self.sparse_rows \
+            else kern.word_log_likelihood(self.nwk[w0:w1], self.beta)
+        part = np.array([kern.doc_log_likelihood(self.doc_ptr, self.z, self.alpha), rows])
         self.comm.allreduce(part)
         return float(part.sum() + kern.topic_log_normaliser(self.nk, self.beta, self.n_words))
 
@@ -557,7 +626,9 @@ class LDA:
         w0, w1 = block_range(self.n_words, comm.size, comm.rank)
         V = self.n_words
         for _ in range(rounds):
-            num = np.array([kern.beta_numerator(self.nwk[w0:w1], self.beta)])
+            num = np.array([self.nwk.beta_numerator(self.beta, np.arange(w0, w1))
+                            if self.sparse_rows
+                            else kern.beta_numerator(self.nwk[w0:w1], self.beta)])
             comm.allreduce(num)
             vb = V * self.beta
             den = V * sum(kern.digamma(float(n) + vb) - kern.digamma(vb) for n in self.nk)
@@ -572,7 +643,8 @@ class LDA:
         """
         doc_ptr, words = heldout.tokens()
         state = kern.seed_state(self.seed + 104729 * (self.iteration + 1), self.comm.rank)
-        return completion_perplexity(doc_ptr, self.internal_ids[words], self.nwk, self.nk,
+        return completion_perplexity(doc_ptr, self.internal_ids[words], self._dense_counts(),
+                                     self.nk,
                                      self.alpha, self.beta, state, self.comm, sweeps=sweeps,
                                      mh_steps=self.mh_steps)
 
@@ -590,7 +662,7 @@ class LDA:
 
     def word_topic(self):
         """Word-topic counts (V, K) by input word id (a copy)."""
-        return self.nwk[self.internal_ids]
+        return self._dense_counts(self.internal_ids)
 
     def topic_word(self):
         """Posterior mean topic-word distributions phi, float64 (K, V)."""
@@ -645,7 +717,8 @@ class LDA:
                       "mh_steps": self.mh_steps, "sync_every": self.sync_every,
                       "staleness": self.staleness, "exchange": self.exchange,
                       "optimize_every": self.optimize_every, "seed": self.seed,
-                      "init": self.init, "layout": self.layout, "iterations": self.iteration}
+                      "init": self.init, "layout": self.layout, "word_rows": self.word_rows,
+                      "iterations": self.iteration}
         self.topic_model().save(path, history=history, doc_topics=self.doc_topics(),
                                 doc_ids=doc_ids, params=params)
 
