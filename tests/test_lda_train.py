@@ -189,9 +189,9 @@ def test_bad_parameters():
         LDA(3, sync_every=0)
 
 
-def _mpirun(n, *args):
+def _mpirun(n, *args, env=None):
     out = mpirun(n, [sys.executable, os.path.join(HERE, "lda_mpi_check.py"), *map(str, args)],
-                 timeout=240, cwd=ROOT, env={"PYTHONPATH": ROOT})
+                 timeout=240, cwd=ROOT, env={"PYTHONPATH": ROOT, **(env or {})})
     assert out.returncode == 0, out
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -228,6 +228,11 @@ def test_sparse_rows_at_one_to_three_ranks():
         assert abs(r["ll_per_token"] - runs[0]["ll_per_token"]) <= 0.01 * abs(
             runs[0]["ll_per_token"])
     assert runs[1]["shared"] and runs[2]["modes"] == ["sparse"]
+    # Across 2 emulated nodes (3 ranks: 2 + 1) the auto layout replicates the rows.
+    nodes = _mpirun(3, 61, 20, 0.5, 0, "random", "auto", "auto", "mh", "sparse",
+                    env={"MPIR_CVAR_NUM_CLIQUES": "2"})
+    assert nodes["sparse_rows"] and nodes["exact_counts"] and not nodes["shared"]
+    assert nodes["theta_rows"] == 61 and nodes["modes"]
 
 
 @pytest.mark.mpi
