@@ -162,13 +162,23 @@ def run_hpcml_worker(args):
     return None
 
 
+def initial_topics(init, sampler, k):
+    """hpcml's --init: "auto" starts the exact Gibbs sampler from random
+    topics (as tomotopy) and MH from the progressive start it needs at large K."""
+    from hpcml.topics.lda import choose_sampler
+    if init != "auto":
+        return init
+    return "random" if choose_sampler(sampler, k) == "gibbs" else "progressive"
+
+
 def run_hpcml(path, k, ranks, args, eval_every=None):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--corpus", path,
            "--heldout", path.replace(".h5", "-held.h5"), "--phi", path.replace(".h5", "-phi.npy"),
            "--k", str(k), "--iterations", str(args.iterations),
            "--eval-every", str(args.eval_every if eval_every is None else eval_every),
            "--mh-steps", str(args.mh_steps),
-           "--sync-every", str(args.sync_every), "--init", args.init, "--layout", args.layout,
+           "--sync-every", str(args.sync_every), "--init", initial_topics(args.init, args.sampler, k),
+           "--layout", args.layout,
            "--sampler", args.sampler, "--word-rows", args.word_rows]
     if ranks > 1:
         cmd = [os.path.join(os.path.dirname(sys.executable), "mpiexec"), "-n", str(ranks)] + \
@@ -385,7 +395,9 @@ def main():
                     help="runs of each contender, taking turns; the median run is reported")
     ap.add_argument("--mh-steps", type=int, default=2)
     ap.add_argument("--sync-every", type=float, default=0.5)
-    ap.add_argument("--init", default="progressive", help="hpcml's initial topics")
+    ap.add_argument("--init", default="auto",
+                    help="hpcml's initial topics: random, progressive, or auto (random for "
+                         "the Gibbs sampler, progressive for MH)")
     ap.add_argument("--layout", default="auto", choices=["auto", "shared", "replicated"],
                     help="how hpcml's ranks hold the counts")
     ap.add_argument("--contenders", nargs="+",
