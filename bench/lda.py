@@ -383,6 +383,8 @@ def main():
     ap.add_argument("--doc-length", type=int, default=200, help="tokens per document")
     ap.add_argument("--topics", type=int, nargs="*", default=[100, 1000],
                     help="each K (the corpus is drawn with K true topics)")
+    ap.add_argument("--true-topics", type=int, default=0,
+                    help="topics of the model the corpus is drawn from (0: each K)")
     ap.add_argument("--sampler", default="auto", help="hpcml's --sampler")
     ap.add_argument("--word-rows", default="auto", help="hpcml's word-topic rows")
     ap.add_argument("--large", type=int, nargs=2, metavar=("K", "V"),
@@ -421,13 +423,14 @@ def main():
     n_docs = max(10, int(args.docs * args.scale))
     spark = [c.split("-")[1] for c in args.contenders if c.startswith("spark-")]
     print(f"corpus: {n_docs} documents, V = {args.words}, {args.doc_length} tokens per "
-          f"document, drawn with K true topics for each K; {args.iterations} iterations each; "
+          f"document, drawn with {args.true_topics or 'K'} true topics; {args.iterations} "
+          "iterations each; "
           f"hpcml --init {args.init} --layout {args.layout} --sampler {args.sampler}; "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
           "all ratios from this run", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for k in args.topics:
-            corpus, held, phi = draw(n_docs, args.words, k, args.doc_length)
+            corpus, held, phi = draw(n_docs, args.words, args.true_topics or k, args.doc_length)
             doc_ptr, words = corpus.tokens()
             path = os.path.join(tmp, f"corpus-{k}.h5")
             write_hdf5(path, corpus)
