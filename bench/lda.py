@@ -1,11 +1,16 @@
 """LDA throughput and convergence: hpcml (1 and 2 ranks) vs tomotopy, side by side.
 
-Draws one corpus shaped like a slice of NYTimes (20,000 documents, V = 20,000,
-200 tokens per document, Zipf-like word frequencies) from a known LDA model,
-then for each K trains every contender for the same number of iterations,
-interleaved, and prints ratios taken in this run:
+For each K draws a corpus from a known LDA model with K true topics (by
+default shaped like a slice of NYTimes: 20,000 documents, V = 20,000, 200
+tokens per document, Zipf-like word frequencies; ``--docs``, ``--words``,
+``--doc-length``), then trains every contender for the same number of
+iterations with the same priors, interleaved, and prints ratios taken in
+this run:
 
-* tokens/s of hpcml over tomotopy (1 core; and 2 ranks vs 2 workers),
+* tokens/s of hpcml over tomotopy (1 core; and 2 ranks vs 2 workers), and
+  the sampler hpcml's ``--sampler`` (default auto) chose at that K,
+* topic recovery: mean cosine of the true topics to the estimated ones
+  after Hungarian matching, the same formula for every contender,
 * joint log-likelihood per token after equal iterations (the same formula,
   computed from each contender's topic assignments),
 * held-out perplexity by document completion (10% more documents drawn
@@ -26,9 +31,17 @@ it.  The joint log-likelihood of a sample is not a convergence score by
 itself: a state can sit above the posterior's typical level (progressive
 initialisation does at first), so read it with the perplexity.
 
+With ``--large K V`` it also trains hpcml alone (one rank) with K topics
+on a corpus of V words (``--large-docs`` documents of ``--doc-length``
+tokens, 200 true topics) and prints its tokens/s, peak RSS and the bytes of
+its word-topic counts against the dense V x K table.
+
 Usage::
 
     python bench/lda.py                      # full size, K = 100 and 1000
+    python bench/lda.py --docs 4000 --words 5000 --doc-length 250 --topics 20 50 100 1000 \
+        --iterations 50 --repeats 3 --contenders hpcml-1 tomotopy-1
+    python bench/lda.py --topics --large 10000 100000 --large-docs 20000 --iterations 10
     python bench/lda.py --scale 0.1 --iterations 20 --topics 100
     python bench/lda.py --iterations 20 --topics 100 --repeats 3   # medians of 3 runs
     python bench/lda.py --topics 100 --contenders hpcml-2 spark-online spark-em
@@ -79,15 +92,33 @@ def perplexity(nwk, held):
     return model.perplexity(held, seed=7, sweeps=20, mh_steps=2)
 
 
+def matched_cosine(phi_true, phi_est):
+    """Mean cosine of the true topics to the estimated ones after Hungarian
+    matching (min(K_true, K) pairs)."""
+    from scipy.optimize import linear_sum_assignment
+    a = phi_true / np.linalg.norm(phi_true, axis=1, keepdims=True)
+    b = phi_est / np.linalg.norm(phi_est, axis=1, keepdims=True)
+    cos = a @ b.T
+    rows, cols = linear_sum_assignment(-cos)
+    return float(cos[rows, cols].mean())
+
+
+def topics_of(nwk):
+    """Posterior mean topic-word distributions (K, V) of V x K counts."""
+    return (nwk.T + BETA) / (nwk.sum(axis=0)[:, None] + BETA * nwk.shape[0])
+
+
 def run_hpcml_worker(args):
     """Body of one hpcml run (1 rank in-process, or each rank under mpiexec)."""
     from hpcml.comm import Comm
     from hpcml.topics.lda import LDA
     comm = Comm.world() if args.worker_mpi else Comm.self_comm()
     corpus, _ = load_corpus(args.corpus, comm)  # each rank its share of the tokens
-    held = read_hdf5(args.heldout) if comm.rank == 0 else None
+    evaluate = args.eval_every > 0
+    held = read_hdf5(args.heldout) if comm.rank == 0 and evaluate else None
     model = LDA(args.k, alpha=ALPHA, beta=BETA, mh_steps=args.mh_steps,
-                sync_every=args.sync_every, seed=1, init=args.init, layout=args.layout)
+                sync_every=args.sync_every, seed=1, init=args.init, layout=args.layout,
+                sampler=args.sampler, word_rows=args.word_rows)
     model.setup(corpus, comm)
     # Initialisation is training time: the slowest rank's.
     init_s = comm.allreduce_scalar(model.init_s, "max")
@@ -98,16 +129,25 @@ def run_hpcml_worker(args):
         tic = time.perf_counter()
         model.fit(it, ll_every=0)  # one more sweep, timed alone
         elapsed += time.perf_counter() - tic
+        if not evaluate:
+            continue
         if it % args.eval_every == 0 or it == args.iterations:
             ll = model.log_likelihood() / model.n_tokens
             ppl = perplexity(model.word_topic(), held) if comm.rank == 0 else 0.0
             curve.append((it, elapsed, ll, ppl))
+    if not evaluate:
+        curve.append((args.iterations, elapsed, model.log_likelihood() / model.n_tokens,
+                      float("nan")))
+    cosine = float("nan")
+    if evaluate and comm.rank == 0:
+        cosine = matched_cosine(np.load(args.phi), topics_of(model.word_topic()))
     per_rank = comm.allgatherv(np.array([[h["compute_s"], h["comm_s"], h["bytes"]]
                                           for h in model.history]).reshape(1, -1, 3))
     state = model.memory_bytes()
     mem = comm.allgatherv(np.array([[peak_rss_mb(), state["total"] / 2**20,
                                      state["shared"] / 2**20]]))
     shared = model.shared
+    counts_bytes = int(model.nwk.nbytes)
     model.close()
     if comm.rank == 0:
         return {"tokens_per_s": model.n_tokens * args.iterations / (elapsed - init_s),
@@ -116,16 +156,30 @@ def run_hpcml_worker(args):
                 "curve": curve,
                 "per_rank": per_rank.tolist(), "mem": mem.tolist(),
                 "bytes_per_token": state["bytes_per_token"],
-                "bytes_per_cell": state["bytes_per_cell"], "init_s": init_s}
+                "bytes_per_cell": state["bytes_per_cell"], "init_s": init_s,
+                "sampler": model.sampler, "sparse_rows": model.sparse_rows, "cosine": cosine,
+                "counts_bytes": counts_bytes, "n_tokens": model.n_tokens}
     return None
+
+
+def initial_topics(init, sampler, k):
+    """hpcml's --init: "auto" starts the exact Gibbs sampler from random
+    topics (as tomotopy) and MH from the progressive start it needs at large K."""
+    from hpcml.topics.lda import choose_sampler
+    if init != "auto":
+        return init
+    return "random" if choose_sampler(sampler, k) == "gibbs" else "progressive"
 
 
 def run_hpcml(path, k, ranks, args, eval_every=None):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--corpus", path,
-           "--heldout", path.replace(".h5", "-held.h5"),
+           "--heldout", path.replace(".h5", "-held.h5"), "--phi", path.replace(".h5", "-phi.npy"),
            "--k", str(k), "--iterations", str(args.iterations),
-           "--eval-every", str(eval_every or args.eval_every), "--mh-steps", str(args.mh_steps),
-           "--sync-every", str(args.sync_every), "--init", args.init, "--layout", args.layout]
+           "--eval-every", str(args.eval_every if eval_every is None else eval_every),
+           "--mh-steps", str(args.mh_steps),
+           "--sync-every", str(args.sync_every), "--init", initial_topics(args.init, args.sampler, k),
+           "--layout", args.layout,
+           "--sampler", args.sampler, "--word-rows", args.word_rows]
     if ranks > 1:
         cmd = [os.path.join(os.path.dirname(sys.executable), "mpiexec"), "-n", str(ranks)] + \
             cmd + ["--worker-mpi"]
@@ -136,7 +190,7 @@ def run_hpcml(path, k, ranks, args, eval_every=None):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_tomotopy(doc_ptr, words, n_words, k, workers, args, held):
+def run_tomotopy(doc_ptr, words, n_words, k, workers, args, held, phi):
     import tomotopy as tp
     model = tp.LDAModel(k=k, alpha=ALPHA, eta=BETA, seed=1)
     # tomotopy re-estimates alpha every 10 iterations by default; hpcml's
@@ -171,7 +225,8 @@ def run_tomotopy(doc_ptr, words, n_words, k, workers, args, held):
         kern.count_topics(ptr, w, z, nwk, np.zeros(k, np.int64))
         curve.append((done, elapsed, joint_ll_per_token(ptr, w, z, k, n_words),
                       perplexity(nwk, held)))
-    return {"tokens_per_s": words.shape[0] * args.iterations / elapsed, "curve": curve}
+    return {"tokens_per_s": words.shape[0] * args.iterations / elapsed, "curve": curve,
+            "cosine": matched_cosine(phi, topics_of(nwk))}
 
 
 def median_run(runs):
@@ -187,11 +242,12 @@ def summarise(k, results, n_tokens):
     print(f"\n=== K = {k}, {n_tokens / 1e6:.2f} M tokens ===")
     for name, r in results.items():
         c = r["curve"][-1]
-        init = (f" ({r['tokens_per_s_with_init'] / 1e6:.2f} with init)"
+        init = (f" ({r['tokens_per_s_with_init'] / 1e6:.2f} with init; sampler {r['sampler']}"
+                f"{', sparse rows' if r['sparse_rows'] else ''})"
                 if "tokens_per_s_with_init" in r else "")
         print(f"{name:>12}: {r['tokens_per_s'] / 1e6:7.2f} M tokens/s{init}   "
-              f"ll/token after {c[0]} it = {c[2]:.4f}   held-out perplexity {c[3]:.0f}   "
-              f"({c[1]:.1f} s)")
+              f"ll/token after {c[0]} it = {c[2]:.4f}   held-out perplexity {c[3]:.1f}   "
+              f"recovery {r['cosine']:.4f}   ({c[1]:.1f} s)")
         if len(r["all_tokens_per_s"]) > 1:
             print(" " * 14 + "tokens/s of each run: " + ", ".join(
                 f"{v / 1e6:.2f} M" for v in r["all_tokens_per_s"]))
@@ -203,8 +259,10 @@ def summarise(k, results, n_tokens):
         print(f"ll/token hpcml-1 vs tomotopy-1 at equal iterations: {d:+.2f}% "
               "(positive = hpcml higher)")
         p = h1["curve"][-1][3] / t1["curve"][-1][3]
-        print(f"held-out perplexity hpcml-1 / tomotopy-1 at equal iterations: {p:.3f} "
+        print(f"held-out perplexity hpcml-1 / tomotopy-1 at equal iterations: {p:.4f} "
               "(below 1 = hpcml better)")
+        print(f"topic recovery hpcml-1 / tomotopy-1 at equal iterations: "
+              f"{h1['cosine'] / t1['cosine']:.4f} (above 1 = hpcml better)")
     if t1 and t2:
         print(f"tomotopy 2 workers / 1 worker tokens/s: "
               f"{t2['tokens_per_s'] / t1['tokens_per_s']:.2f}x (what this machine allows)")
@@ -239,12 +297,32 @@ def summarise(k, results, n_tokens):
                                            for _, t, ll, p in r["curve"]))
 
 
-def draw(n_docs):
-    """Training and held-out corpora from one LDA model shaped like NYTimes."""
+def draw(n_docs, n_words=20000, n_topics=100, doc_length=200):
+    """Training and held-out corpora from one LDA model (Zipf-like word
+    frequencies, as NYTimes's), and its true topics (K, V)."""
     n_held = max(2, n_docs // 10)
-    corpus, _, _ = lda_corpus(n_docs + n_held, 20000, 100, 200, alpha=ALPHA, beta=BETA, seed=0,
-                              zipf=1.0)
-    return corpus.slice(0, n_docs), corpus.slice(n_docs, n_docs + n_held)
+    corpus, phi, _ = lda_corpus(n_docs + n_held, n_words, n_topics, doc_length, alpha=ALPHA,
+                                beta=BETA, seed=0, zipf=1.0)
+    return corpus.slice(0, n_docs), corpus.slice(n_docs, n_docs + n_held), phi
+
+
+def large_section(k, n_words, args, tmp):
+    """hpcml alone at one rank on a large model: tokens/s and memory."""
+    train, held, phi = draw(args.large_docs, n_words, 200, args.doc_length)
+    del phi, held
+    path = os.path.join(tmp, "large.h5")
+    write_hdf5(path, train)
+    print(f"\n=== large model: K = {k}, V = {n_words} ({k * n_words / 1e9:.2f}e9 dense "
+          f"parameters), {train.n_tokens / 1e6:.2f} M tokens, hpcml-1 alone ===", flush=True)
+    r = run_hpcml(path, k, 1, args, eval_every=0)
+    dense = n_words * k * r["bytes_per_cell"]
+    print(f"hpcml-1: {r['tokens_per_s'] / 1e6:.2f} M tokens/s "
+          f"({r['tokens_per_s_with_init'] / 1e6:.2f} with init) over {args.iterations} "
+          f"iterations, sampler {r['sampler']}{', sparse rows' if r['sparse_rows'] else ''}; "
+          f"ll/token {r['curve'][-1][2]:.4f}")
+    print(f"hpcml-1 memory: peak RSS {r['mem'][0][0]:.0f} MB; word-topic counts "
+          f"{r['counts_bytes'] / 2**20:.0f} MB against {dense / 2**20:.0f} MB for the dense "
+          f"table; sampler state {r['mem'][0][1]:.0f} MB")
 
 
 def spark_section(k, methods, args, tmp):
@@ -255,7 +333,7 @@ def spark_section(k, methods, args, tmp):
     from hpcml.baselines.spark import SparkBaseline
     from hpcml.compare import pseudo_counts
     n_docs = max(10, int(20000 * args.spark_scale))
-    train, held = draw(n_docs)
+    train, held, _ = draw(n_docs)
     path = os.path.join(tmp, f"spark-{k}.h5")
     write_hdf5(path, train)
     write_hdf5(path.replace(".h5", "-held.h5"), held)
@@ -299,15 +377,29 @@ def spark_section(k, methods, args, tmp):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=1.0,
-                    help="fraction of the 20,000 documents (V stays 20,000)")
-    ap.add_argument("--topics", type=int, nargs="+", default=[100, 1000])
+                    help="fraction of the --docs documents (V stays --words)")
+    ap.add_argument("--docs", type=int, default=20000, help="documents at --scale 1")
+    ap.add_argument("--words", type=int, default=20000, help="vocabulary V")
+    ap.add_argument("--doc-length", type=int, default=200, help="tokens per document")
+    ap.add_argument("--topics", type=int, nargs="*", default=[100, 1000],
+                    help="each K (the corpus is drawn with K true topics)")
+    ap.add_argument("--true-topics", type=int, default=0,
+                    help="topics of the model the corpus is drawn from (0: each K)")
+    ap.add_argument("--sampler", default="auto", help="hpcml's --sampler")
+    ap.add_argument("--word-rows", default="auto", help="hpcml's word-topic rows")
+    ap.add_argument("--large", type=int, nargs=2, metavar=("K", "V"),
+                    help="also train hpcml alone with K topics on a corpus of V words")
+    ap.add_argument("--large-docs", type=int, default=20000,
+                    help="documents of the --large corpus")
     ap.add_argument("--iterations", type=int, default=30)
     ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=1,
                     help="runs of each contender, taking turns; the median run is reported")
     ap.add_argument("--mh-steps", type=int, default=2)
     ap.add_argument("--sync-every", type=float, default=0.5)
-    ap.add_argument("--init", default="progressive", help="hpcml's initial topics")
+    ap.add_argument("--init", default="auto",
+                    help="hpcml's initial topics: random, progressive, or auto (random for "
+                         "the Gibbs sampler, progressive for MH)")
     ap.add_argument("--layout", default="auto", choices=["auto", "shared", "replicated"],
                     help="how hpcml's ranks hold the counts")
     ap.add_argument("--contenders", nargs="+",
@@ -321,26 +413,29 @@ def main():
     ap.add_argument("--corpus", help=argparse.SUPPRESS)
     ap.add_argument("--heldout", help=argparse.SUPPRESS)
     ap.add_argument("--k", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--phi", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         out = run_hpcml_worker(args)
         if out is not None:
             print(json.dumps(out))
         return
-    n_docs = max(10, int(20000 * args.scale))
-    corpus, held = draw(n_docs)
-    doc_ptr, words = corpus.tokens()
+    n_docs = max(10, int(args.docs * args.scale))
     spark = [c.split("-")[1] for c in args.contenders if c.startswith("spark-")]
-    print(f"corpus: {n_docs} documents, V = 20000, {words.shape[0]} tokens, {held.n_docs} "
-          f"held out; {args.iterations} iterations each; hpcml --init {args.init} "
-          f"--layout {args.layout}; "
+    print(f"corpus: {n_docs} documents, V = {args.words}, {args.doc_length} tokens per "
+          f"document, drawn with {args.true_topics or 'K'} true topics; {args.iterations} "
+          "iterations each; "
+          f"hpcml --init {args.init} --layout {args.layout} --sampler {args.sampler}; "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
           "all ratios from this run", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "corpus.h5")
-        write_hdf5(path, corpus)
-        write_hdf5(path.replace(".h5", "-held.h5"), held)
         for k in args.topics:
+            corpus, held, phi = draw(n_docs, args.words, args.true_topics or k, args.doc_length)
+            doc_ptr, words = corpus.tokens()
+            path = os.path.join(tmp, f"corpus-{k}.h5")
+            write_hdf5(path, corpus)
+            write_hdf5(path.replace(".h5", "-held.h5"), held)
+            np.save(path.replace(".h5", "-phi.npy"), phi)
             runs = {}
             # Contenders take turns, --repeats times, so that a slow spell of
             # the machine hits them alike; each is represented by its median run.
@@ -351,12 +446,14 @@ def main():
                         runs.setdefault(name, []).append(run_hpcml(path, k, int(n), args))
                     elif tool == "tomotopy":
                         runs.setdefault(name, []).append(
-                            run_tomotopy(doc_ptr, words, 20000, k, int(n), args, held))
+                            run_tomotopy(doc_ptr, words, args.words, k, int(n), args, held, phi))
             if runs:
                 summarise(k, {name: median_run(rs) for name, rs in runs.items()},
                           words.shape[0])
             if spark:
                 spark_section(k, spark, args, tmp)
+        if args.large:
+            large_section(*args.large, args, tmp)
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 

@@ -182,3 +182,49 @@ def progressive_init(doc_ptr, words, nwk, nk, alpha, prob, alias, beta, steps, w
             nk[s] += 1
     state[0] = rng.x
     return z, zw
+
+
+def gibbs_sweep(doc_ptr, words, z, nwk, nk, alpha, beta, state, block=8, ranges=None):
+    """Exact Gibbs as hpcml.kernels.lda_gibbs draws it: float32 weights
+    c_k (n_wk + beta) with c_k = (n_dk + alpha_k) / (n_k + V beta), summed in
+    blocks of ``block`` topics; the uniform picks the block, then the topic."""
+    f = np.float32
+    rng = Stream(state)
+    K, V = len(nk), nwk.shape[0]
+    lo, hi = (doc_ptr[:-1], doc_ptr[1:]) if ranges is None else ranges
+    nb = (K + block - 1) // block
+    for d in range(len(doc_ptr) - 1):
+        t0, t1 = doc_ptr[d], doc_ptr[d + 1]
+        ndk = np.bincount(z[t0:t1], minlength=K)
+        for i in range(lo[d], hi[d]):
+            w, s = words[i], int(z[i])
+            ndk[s] -= 1
+            nwk[w, s] -= 1
+            nk[s] -= 1
+            c = [f(ndk[k] + alpha[k]) / f(nk[k] + V * beta) for k in range(K)]
+            q = [c[k] * (f(nwk[w, k]) + f(beta)) for k in range(K)] + [f(0)] * (nb * block - K)
+            bsum = [f(0)] * nb
+            for b in range(nb):
+                for j in range(block):
+                    bsum[b] = f(bsum[b] + q[b * block + j])
+            total = f(0)
+            for b in range(nb):
+                total = f(total + bsum[b])
+            v = f(rng.uniform()) * total
+            # The block: the running block sums not above v; then in it.
+            run, below, b = f(0), f(0), 0
+            for j in range(nb - 1):
+                run = f(run + bsum[j])
+                if run <= v:
+                    b, below = b + 1, run
+            v = f(v - below)
+            t, run = b * block, f(0)
+            for j in range(block - 1):
+                run = f(run + q[b * block + j])
+                t += run <= v
+            t = min(t, K - 1)
+            z[i] = t
+            ndk[t] += 1
+            nwk[w, t] += 1
+            nk[t] += 1
+    state[0] = rng.x

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from hpcml.kernels import lda as K
+from hpcml.kernels.lda_gibbs import gibbs_sweep
 import lda_reference as ref
 from hpcml.topics.synthetic import lda_corpus
 
@@ -183,6 +184,42 @@ def test_dense_sweep_matches_reference():
     assert state[0] == st_ref[0]
 
 
+@pytest.mark.parametrize("n_topics, part", [(5, False), (21, False), (21, True)])
+def test_gibbs_sweep_matches_reference(n_topics, part):
+    # 21 topics: three blocks, the last one partly padding.  part: one block
+    # of words per document, as in a phase of the shared layout.
+    corpus, _, _ = lda_corpus(9, 15, 3, 12, seed=4, length_spread=1.0)
+    doc_ptr, words, z, nwk, nk = _state(corpus, n_topics, 3)
+    alpha = np.random.default_rng(0).uniform(0.05, 0.5, n_topics)
+    ranges = None
+    if part:
+        ranges = (doc_ptr[:-1] + 1, np.maximum(doc_ptr[1:] - 2, doc_ptr[:-1] + 1))
+        ranges = (np.minimum(ranges[0], doc_ptr[1:]), np.minimum(ranges[1], doc_ptr[1:]))
+    rz, rnwk, rnk = z.copy(), nwk.copy(), nk.copy()
+    wptr, tpos = K.word_index(words, corpus.n_words)
+    zw = K.word_order(z, tpos)
+    state = K.seed_state(9)
+    st_ref = state.copy()
+    for _ in range(3):
+        gibbs_sweep(doc_ptr, words, z, nwk, nk, alpha, 0.05, state, tpos=tpos, zw=zw,
+                    ranges=ranges)
+        ref.gibbs_sweep(doc_ptr, words, rz, rnwk, rnk, alpha, 0.05, st_ref, ranges=ranges)
+    np.testing.assert_array_equal(z, rz)
+    np.testing.assert_array_equal(nwk, rnwk)
+    np.testing.assert_array_equal(nk, rnk)
+    np.testing.assert_array_equal(zw[tpos], z)  # the word order follows
+    assert state[0] == st_ref[0]
+    if part:  # tokens outside the ranges keep their topics
+        z0 = np.random.default_rng(3).integers(0, n_topics, words.size)
+        inside = np.zeros(words.size, bool)
+        for d in range(doc_ptr.size - 1):
+            inside[ranges[0][d]:ranges[1][d]] = True
+        assert 0 < inside.sum() < words.size
+        np.testing.assert_array_equal(z[~inside], z0[~inside])
+    else:
+        assert np.any(z != np.random.default_rng(3).integers(0, n_topics, words.size))
+
+
 def test_log_likelihood_matches_formula():
     corpus, _, _ = lda_corpus(6, 10, 3, 9, seed=6, length_spread=1.0)
     doc_ptr, words, z, nwk, nk = _state(corpus, 4, 4)
@@ -201,7 +238,7 @@ def _exact_posterior(doc_ptr, words, alpha, beta, V, n_topics):
     return states, p / p.sum()
 
 
-@pytest.mark.parametrize("sampler", ["mh", "dense"])
+@pytest.mark.parametrize("sampler", ["mh", "dense", "gibbs"])
 def test_sampler_stationary_distribution_is_the_posterior(sampler):
     # Two documents, five tokens, two topics: 32 states, posterior by enumeration.
     doc_ptr = np.array([0, 3, 5], np.int64)
@@ -222,6 +259,8 @@ def test_sampler_stationary_distribution_is_the_posterior(sampler):
         if sampler == "mh":
             K.mh_sweep(doc_ptr, words, z, nwk, nk, alpha, beta, state, wptr=wptr, tpos=tpos,
                        zw=zw, mh_steps=1)
+        elif sampler == "gibbs":
+            gibbs_sweep(doc_ptr, words, z, nwk, nk, alpha, beta, state, tpos=tpos, zw=zw)
         else:
             K.dense_sweep(doc_ptr, words, z, nwk, nk, alpha, beta, state)
         hits[index[tuple(int(v) for v in z)]] += 1

@@ -42,6 +42,8 @@ def test_auto_layout_turns_model_parallel_where_replicas_no_longer_fit():
     assert choose_layout("auto", comm, "mh", available=replicated, **figures) == "replicated"
     assert choose_layout("auto", comm, "mh", available=replicated - 1, **figures) == "model"
     assert choose_layout("auto", comm, "dense", available=1, **figures) == "replicated"
+    assert choose_layout("auto", comm, "gibbs", available=1, **figures) == "replicated"
+    assert choose_layout("auto", _comm(1, 4), "gibbs", available=1, **figures) == "shared"
     assert choose_layout("auto", _comm(1, 4), "mh", available=1, **figures) == "shared"
     assert choose_layout("model", _comm(1, 1), "mh", available=None, **figures) == "model"
 

@@ -42,9 +42,10 @@ def _fit(corpus, sampler, iters, seed=3, **kw):
         corpus, Comm.self_comm()).fit(iters)
 
 
-def test_topics_recovered_and_samplers_agree(known):
+@pytest.mark.parametrize("sampler", ["mh", "gibbs"])
+def test_topics_recovered_and_samplers_agree(known, sampler):
     corpus, phi, _ = known
-    fast = _fit(corpus, "mh", 60)
+    fast = _fit(corpus, sampler, 60)
     dense = _fit(corpus, "dense", 60)
     assert matched_cosine(phi, fast.topic_word()) >= 0.9
     assert matched_cosine(phi, dense.topic_word()) >= 0.9
@@ -52,6 +53,65 @@ def test_topics_recovered_and_samplers_agree(known):
     assert abs(ll_fast - ll_dense) <= 0.01 * abs(ll_dense)
     # Both improved on the random start by far more than the 1% tolerance.
     assert fast.history[0]["log_likelihood"] < 1.05 * ll_fast
+
+
+def test_gibbs_mixes_per_sweep_as_the_exact_sampler(known):
+    # Exact Gibbs draws from the same conditionals as the textbook sampler:
+    # after a few sweeps from one random start (seeds apart) both sit at the
+    # same log-likelihood, where MH (two proposal pairs per token) lags.
+    corpus, _, _ = known
+    ll = {s: np.mean([_fit(corpus, s, 4, seed=sd).history[-1]["log_likelihood"]
+                      for sd in (3, 4, 5)]) for s in ("gibbs", "dense", "mh")}
+    assert abs(ll["gibbs"] - ll["dense"]) <= 0.005 * abs(ll["dense"])
+    assert ll["gibbs"] > ll["mh"]
+
+
+def test_sparse_rows_train_as_dense_counts(known):
+    # MH on hybrid rows draws what MH on the dense table draws: the same chain.
+    corpus, phi, _ = known
+    dense = _fit(corpus, "mh", 30, word_rows="dense", optimize_every=10)
+    sparse = _fit(corpus, "mh", 30, word_rows="sparse", optimize_every=10)
+    assert sparse.sparse_rows and not dense.sparse_rows
+    np.testing.assert_array_equal(sparse.z, dense.z)
+    np.testing.assert_array_equal(sparse.word_topic(), dense.word_topic())
+    assert sparse.history[-1]["log_likelihood"] == pytest.approx(
+        dense.history[-1]["log_likelihood"], rel=1e-12)
+    assert sparse.beta == pytest.approx(dense.beta, rel=1e-12)
+    assert matched_cosine(phi, sparse.topic_word()) >= 0.9
+    assert sparse.memory_bytes()["total"] > 0
+    # Resume on sparse rows continues the chain exactly.
+    half = _fit(corpus, "mh", 15, word_rows="sparse", optimize_every=10)
+    resumed = LDA(5, alpha=half.alpha, beta=half.beta, seed=3, sampler="mh",
+                  word_rows="sparse", optimize_every=10).setup(
+        corpus, Comm.self_comm(), z=half.z.copy(), rng_state=half.state.copy())
+    resumed.iteration = half.iteration
+    resumed.fit(30)
+    np.testing.assert_array_equal(resumed.z, sparse.z)
+
+
+def test_word_rows_choice():
+    from hpcml.topics.lda import sparse_word_rows
+    # A large table over a small corpus: sparse rows for MH, never for Gibbs.
+    assert sparse_word_rows("auto", "auto", 10**6, 100_000, 10_000)
+    assert not sparse_word_rows("auto", "gibbs", 10**6, 100_000, 10_000)
+    assert not sparse_word_rows("auto", "auto", 10**8, 20_000, 1000)
+    assert sparse_word_rows("sparse", "mh", 10, 10, 2)
+    with pytest.raises(InputError, match="sparse word rows"):
+        LDA(5, sampler="gibbs", word_rows="sparse")
+    with pytest.raises(InputError, match="word rows"):
+        LDA(5, word_rows="csr")
+
+
+def test_auto_sampler_follows_k():
+    from hpcml.topics.lda import GIBBS_MAX_TOPICS
+    assert LDA(20).sampler == LDA(GIBBS_MAX_TOPICS).sampler == "gibbs"
+    assert LDA(GIBBS_MAX_TOPICS + 1).sampler == LDA(1000).sampler == "mh"
+    assert LDA(1000, sampler="gibbs").sampler == "gibbs"
+    assert LDA(5, sampler="gibbs", layout="shared").sampler == "gibbs"
+    with pytest.raises(InputError, match="sampler"):
+        LDA(5, sampler="sparse")
+    with pytest.raises(InputError, match="shared"):
+        LDA(5, sampler="dense", layout="shared")
 
 
 def test_progressive_init_starts_ahead(known):
@@ -71,20 +131,22 @@ def test_progressive_init_starts_ahead(known):
         LDA(5, init="kmeans")
 
 
-def test_same_seed_same_result_and_resume_equals_uninterrupted(known):
+@pytest.mark.parametrize("sampler", ["mh", "gibbs"])
+def test_same_seed_same_result_and_resume_equals_uninterrupted(known, sampler):
     corpus, _, _ = known
-    full = _fit(corpus, "mh", 8, optimize_every=4)
-    again = _fit(corpus, "mh", 8, optimize_every=4)
+    full = _fit(corpus, sampler, 8, optimize_every=4)
+    again = _fit(corpus, sampler, 8, optimize_every=4)
     np.testing.assert_array_equal(full.z, again.z)
-    half = _fit(corpus, "mh", 4, optimize_every=4)
-    resumed = LDA(5, alpha=half.alpha, beta=half.beta, seed=3, optimize_every=4).setup(
+    half = _fit(corpus, sampler, 4, optimize_every=4)
+    resumed = LDA(5, alpha=half.alpha, beta=half.beta, seed=3, optimize_every=4,
+                  sampler=sampler).setup(
         corpus, Comm.self_comm(), z=half.z.copy(), rng_state=half.state.copy())
     resumed.iteration = half.iteration
     resumed.fit(8)
     np.testing.assert_array_equal(resumed.z, full.z)
     np.testing.assert_array_equal(resumed.nwk, full.nwk)
     np.testing.assert_allclose(resumed.alpha, full.alpha, rtol=0, atol=0)
-    other = _fit(corpus, "mh", 8, seed=4)
+    other = _fit(corpus, sampler, 8, seed=4)
     assert not np.array_equal(other.z, full.z)
 
 
@@ -127,9 +189,9 @@ def test_bad_parameters():
         LDA(3, sync_every=0)
 
 
-def _mpirun(n, *args):
+def _mpirun(n, *args, env=None):
     out = mpirun(n, [sys.executable, os.path.join(HERE, "lda_mpi_check.py"), *map(str, args)],
-                 timeout=240, cwd=ROOT, env={"PYTHONPATH": ROOT})
+                 timeout=240, cwd=ROOT, env={"PYTHONPATH": ROOT, **(env or {})})
     assert out.returncode == 0, out
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -142,14 +204,35 @@ def test_ranks_reach_the_same_quality():
     # after 40 sweeps from a random start; the check's seed is not one.)
     results = {(n, "auto"): _mpirun(n, 151, 40, 0.5, 0) for n in (1, 2, 3)}
     results[2, "replicated"] = _mpirun(2, 151, 40, 0.5, 0, "random", "auto", "replicated")
+    results[3, "mh"] = _mpirun(3, 151, 40, 0.5, 0, "random", "auto", "auto", "mh")
+    assert {r["sampler"] for r in results.values()} == {"gibbs", "mh"}
     for r in results.values():
         assert r["exact_counts"] and r["theta_rows"] == 151 and r["cosine"] >= 0.9
     ll1 = results[1, "auto"]["ll_per_token"]
-    for key in ((2, "auto"), (3, "auto"), (2, "replicated")):
+    for key in ((2, "auto"), (3, "auto"), (2, "replicated"), (3, "mh")):
         assert abs(results[key]["ll_per_token"] - ll1) <= 0.01 * abs(ll1)
     assert results[1, "auto"]["modes"] == [] and not results[1, "auto"]["shared"]
     assert results[3, "auto"]["shared"] and results[3, "auto"]["modes"] == ["shared"]
     assert not results[2, "replicated"]["shared"] and results[2, "replicated"]["modes"]
+
+
+@pytest.mark.mpi
+def test_sparse_rows_at_one_to_three_ranks():
+    # Hybrid rows in every layout: shared (3 ranks, the rows in shared
+    # memory), replicated with sparse changes (2 ranks) and one rank; uneven shards.
+    runs = [_mpirun(1, 151, 40, 0.5, 0, "random", "auto", "auto", "mh", "sparse"),
+            _mpirun(3, 151, 40, 0.5, 0, "progressive", "auto", "shared", "mh", "sparse"),
+            _mpirun(2, 151, 40, 0.34, 0, "random", "sparse", "replicated", "mh", "sparse")]
+    for r in runs:
+        assert r["sparse_rows"] and r["exact_counts"] and r["cosine"] >= 0.9
+        assert abs(r["ll_per_token"] - runs[0]["ll_per_token"]) <= 0.01 * abs(
+            runs[0]["ll_per_token"])
+    assert runs[1]["shared"] and runs[2]["modes"] == ["sparse"]
+    # Across 2 emulated nodes (3 ranks: 2 + 1) the auto layout replicates the rows.
+    nodes = _mpirun(3, 61, 20, 0.5, 0, "random", "auto", "auto", "mh", "sparse",
+                    env={"MPIR_CVAR_NUM_CLIQUES": "2"})
+    assert nodes["sparse_rows"] and nodes["exact_counts"] and not nodes["shared"]
+    assert nodes["theta_rows"] == 61 and nodes["modes"]
 
 
 @pytest.mark.mpi

@@ -11,6 +11,10 @@ Two training samplers share one state layout:
 * :func:`dense_sweep` -- the textbook O(K) collapsed Gibbs sampler, the
   reference the tests compare against.
 
+Beside them: :mod:`hpcml.kernels.lda_gibbs` (exact Gibbs, vectorised, the
+choice at small K) and :mod:`hpcml.kernels.lda_rows` (word-topic counts as
+sparse hybrid rows for very large K, with the MH sweep on them).
+
 Why MH rather than SparseLDA buckets: SparseLDA's per-token cost follows the
 number of topics present in the document and the word, which grows with K;
 the MH proposals cost a few random loads whatever K is, so the sampler keeps

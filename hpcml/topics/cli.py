@@ -17,7 +17,8 @@ from hpcml.command import command
 from hpcml.errors import InputError
 from hpcml.io.hdf5 import write_output
 from hpcml.topics.corpus import FORMATS, load_corpus, read_corpus, split_heldout, write_corpus
-from hpcml.topics.lda import EXCHANGES, INITS, LAYOUTS, LDA, SAMPLERS, refuse_if_too_big
+from hpcml.topics.lda import (EXCHANGES, INITS, LAYOUTS, LDA, SAMPLERS, WORD_ROWS,
+                              refuse_if_too_big)
 from hpcml.topics.model import TopicModel
 
 log = logging.getLogger("hpcml")
@@ -60,9 +61,15 @@ def register(subparsers, common):
     g.add_argument("--beta", type=float, default=0.01, help="topic-word prior (default 0.01)")
     g.add_argument("--optimize-every", type=int, default=0, metavar="N",
                    help="update alpha (asymmetric) and beta every N iterations (0: fixed)")
-    g.add_argument("--sampler", choices=SAMPLERS, default="mh",
-                   help="mh: O(1) Metropolis-Hastings per token; dense: exact O(K) reference")
+    g.add_argument("--sampler", choices=SAMPLERS, default="auto",
+                   help="gibbs: exact, O(K) per token, vectorised; mh: O(1) Metropolis-Hastings "
+                        "per token; dense: exact O(K) reference; auto (default): gibbs up to "
+                        "K = 256, else mh")
     g.add_argument("--mh-steps", type=int, default=2, help="proposal pairs per token (mh)")
+    g.add_argument("--word-rows", choices=WORD_ROWS, default="auto",
+                   help="word-topic counts: dense V x K, or sparse rows (hash rows for rare "
+                        "words, memory follows the non-zeros; mh only); auto: sparse for mh "
+                        "when they take under half the dense table")
     g.add_argument("--init", choices=INITS, default="random",
                    help="initial topics: random, or progressive (each token drawn given the "
                         "tokens before it; costs about a sweep, saves many at large K)")
@@ -162,14 +169,14 @@ def run_train(args, comm):
     local, n_docs = load_corpus(args.input, comm, **_read_options(args))
     # Before anything of size K (the priors) is built.
     refuse_if_too_big(comm, int(local.counts.sum()), local.n_docs, local.n_words, args.topics,
-                      args.layout, args.sampler)
+                      args.layout, sampler=args.sampler, word_rows=args.word_rows)
     alpha = _parse_alpha(args.alpha, args.topics)
     train_docs, train_ids, heldout = split_heldout(local, args.heldout)
     try:
         model = LDA(args.topics, alpha=alpha, beta=args.beta, sampler=args.sampler,
                     mh_steps=args.mh_steps, sync_every=args.sync_every, staleness=args.staleness,
                     exchange=args.exchange, optimize_every=args.optimize_every, seed=args.seed,
-                    init=args.init, layout=args.layout)
+                    init=args.init, layout=args.layout, word_rows=args.word_rows)
     except InputError as exc:
         raise InputError(str(exc), collective=True) from None
     checkpointer = Checkpointer.from_args(args, comm)

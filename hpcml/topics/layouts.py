@@ -68,17 +68,20 @@ def choose_layout(requested, comm, sampler, *, n_words, n_topics, n_tokens, node
                   available):
     """The layout ``"auto"`` stands for, or ``requested`` itself.
 
-    One node: shared (mh sampler) or replicated.  Several nodes: replicated
-    while it fits the node's ``available`` bytes (``None``: unknown, assume
-    it fits), else model-parallel (mh sampler); every rank must pass the
-    same figures (take the maximum over ranks of ``node_tokens``).
+    One node: shared (gibbs or mh sampler) or replicated.  Several nodes:
+    replicated while it fits the node's ``available`` bytes (``None``:
+    unknown, assume it fits), else model-parallel (mh sampler); every rank
+    must pass the same figures (take the maximum over ranks of
+    ``node_tokens``).
     """
     if requested != "auto":
         return requested
-    if sampler != "mh":
+    if sampler == "dense":
         return "replicated"
     if not comm.spans_nodes:
         return "shared" if comm.size > 1 else "replicated"
+    if sampler != "mh":
+        return "replicated"
     ranks = max(comm.topology.ranks_per_node)
     need = node_bytes("replicated", n_words=n_words, n_topics=n_topics, n_tokens=n_tokens,
                       node_tokens=node_tokens, ranks=ranks, nodes=comm.topology.nodes)

@@ -60,15 +60,23 @@ import numpy as np
 from hpcml.comm import SharedArray
 from hpcml.errors import InputError
 from hpcml.kernels import lda as kern
+from hpcml.kernels import lda_rows as rowk
+from hpcml.kernels.lda_gibbs import gibbs_sweep
 from hpcml.partition import block_range
 from hpcml.runtime import available_memory, ranks_on_node
 from hpcml.topics.layouts import ModelParallel, choose_layout
 from hpcml.topics.model import TopicModel, completion_perplexity, proportions
 
-SAMPLERS = ("mh", "dense")
+SAMPLERS = ("auto", "gibbs", "mh", "dense")
+#: ``sampler="auto"`` takes the exact Gibbs sampler up to this K, the MH
+#: sampler above: Gibbs costs O(K) per token but mixes faster per sweep; on
+#: bench/lda.py's corpus it is faster than MH up to K of about 150 and still
+#: ahead in log-likelihood per second around 250.
+GIBBS_MAX_TOPICS = 256
 EXCHANGES = ("auto", "sparse", "dense")
 INITS = ("random", "progressive")
 LAYOUTS = ("auto", "shared", "replicated", "model")
+WORD_ROWS = ("auto", "dense", "sparse")
 #: Weight of the not-yet-placed tokens in the progressive start (see
 #: kern.progressive_init).  On the benchmark corpus at K = 1000 (5,000
 #: documents) the log-likelihood after 20 sweeps rose as it fell from 1 to
@@ -87,8 +95,26 @@ INIT_SMOOTH = 0.05
 BYTES_PER_TOKEN, BYTES_PER_DOC_TOPIC, BYTES_PER_CELL = 32, 20, 8
 
 
-def refuse_if_too_big(comm, local_tokens, local_docs, n_words, n_topics, layout="auto",
-                      sampler="mh"):
+def choose_sampler(sampler, n_topics):
+    """The sampler ``sampler`` ("auto" or a name) stands for at ``n_topics`` topics."""
+    if sampler != "auto":
+        return sampler
+    return "gibbs" if int(n_topics) <= GIBBS_MAX_TOPICS else "mh"
+
+
+def sparse_word_rows(word_rows, sampler, n_tokens, n_words, n_topics):
+    """Whether the counts are :class:`~hpcml.kernels.lda_rows.HybridRows` for
+    these options and sizes (``n_tokens`` of the whole corpus): asked for, or
+    "auto" with the MH sampler and the rows' bound under half the dense
+    table's bytes."""
+    if word_rows != "auto":
+        return word_rows == "sparse"
+    return (choose_sampler(sampler, n_topics) == "mh"
+            and 2 * rowk.bytes_bound(n_tokens, n_words) < n_words * n_topics * 2)
+
+
+def refuse_if_too_big(comm, local_tokens, local_docs, n_words, n_topics, layout="auto", *,
+                      sampler="auto", word_rows="auto"):
     """Refuse, before allocating, a model whose state would not fit this node's memory (collective).
 
     Parameters
@@ -100,8 +126,10 @@ def refuse_if_too_big(comm, local_tokens, local_docs, n_words, n_topics, layout=
         ``V`` and ``K``: every rank holds or maps the ``V × K`` counts, or
         in the model-parallel layout 1.5/nodes of them
         (:func:`hpcml.topics.layouts.node_bytes`).
-    layout, sampler : str
-        As given to :class:`LDA` ("auto" resolves as :func:`resolve_layout`).
+    layout, sampler, word_rows : str
+        As :class:`LDA` takes them ("auto" layout resolves as
+        :func:`resolve_layout`): sparse rows (:func:`sparse_word_rows`) count
+        :func:`hpcml.kernels.lda_rows.bytes_bound` instead of ``V × K`` cells.
 
     Raises
     ------
@@ -110,15 +138,21 @@ def refuse_if_too_big(comm, local_tokens, local_docs, n_words, n_topics, layout=
     """
     available = available_memory()
     rank = local_tokens * BYTES_PER_TOKEN + local_docs * n_topics * BYTES_PER_DOC_TOPIC
-    cells = n_words * n_topics
-    if resolve_layout(layout, comm, sampler, local_tokens, n_words, n_topics) == "model":
-        cells = cells * 1.5 / comm.topology.nodes if comm.spans_nodes else cells
-    need = comm.allreduce_scalar(rank, "max") * ranks_on_node() + int(cells * BYTES_PER_CELL)
+    n_all = comm.allreduce_scalar(local_tokens, "sum")
+    if resolve_layout(layout, comm, choose_sampler(sampler, n_topics), local_tokens,
+                      n_words, n_topics) == "model":
+        # Model-parallel blocks are dense rows, 1.5/nodes of the table per node.
+        counts = n_words * n_topics * BYTES_PER_CELL * 1.5 / comm.topology.nodes
+    elif sparse_word_rows(word_rows, sampler, n_all, n_words, n_topics):
+        counts = rowk.bytes_bound(n_all, n_words)
+    else:
+        counts = n_words * n_topics * BYTES_PER_CELL
+    need = comm.allreduce_scalar(rank, "max") * ranks_on_node() + int(counts)
     if available is not None:
         comm.agree(need <= available,
                    f"LDA would need about {need / 1e9:.1f} GB on this node ({BYTES_PER_TOKEN} B per "
                    f"token and {BYTES_PER_DOC_TOPIC} B per document and topic on each of its "
-                   f"{ranks_on_node()} rank(s), {BYTES_PER_CELL} B per word-topic cell of "
+                   f"{ranks_on_node()} rank(s), {counts / 1e9:.1f} GB of word-topic counts of "
                    f"{n_words} x {n_topics}) and {available / 1e9:.1f} GB are available: use fewer "
                    "--topics, a smaller vocabulary (--min-count) or corpus, or more nodes")
 
@@ -173,9 +207,12 @@ class LDA:
         Document-topic prior; an array gives an asymmetric prior.
     beta : float
         Symmetric topic-word prior.
-    sampler : {"mh", "dense"}
-        Metropolis-Hastings with O(1) proposals per token, or the exact O(K)
-        sampler (reference).
+    sampler : {"auto", "gibbs", "mh", "dense"}
+        "gibbs": exact collapsed Gibbs, O(K) per token, vectorised
+        (:func:`hpcml.kernels.lda_gibbs.gibbs_sweep`); "mh": Metropolis-Hastings
+        with O(1) proposals per token; "dense": the textbook exact O(K)
+        sampler (reference); "auto": "gibbs" up to :data:`GIBBS_MAX_TOPICS`
+        topics, else "mh".  :attr:`sampler` holds the one chosen.
     mh_steps : int
         Proposal pairs (document, word) per token for ``"mh"``.
     sync_every : float in (0, 1]
@@ -197,11 +234,16 @@ class LDA:
         costs about one sweep and saves most of them.
     layout : {"auto", "shared", "replicated", "model"}
         How several ranks hold the counts (module docstring): "auto" shares
-        them when all ranks run on one node and the sampler is "mh"; across
-        nodes it replicates them while they fit each node's memory, else it
-        cuts them into word blocks that travel around the nodes ("model",
-        :class:`hpcml.topics.layouts.ModelParallel`).
+        them when all ranks run on one node and the sampler is not "dense";
+        across nodes it replicates them while they fit each node's memory,
+        else it cuts them into word blocks that travel around the nodes
+        ("model", :class:`hpcml.topics.layouts.ModelParallel`; "mh" sampler).
         ``sync_every``, ``staleness`` and ``exchange`` apply to "replicated".
+    word_rows : {"auto", "dense", "sparse"}
+        How the word-topic counts are held: V x K cells, or
+        :class:`hpcml.kernels.lda_rows.HybridRows` (dense rows for frequent
+        words, hash rows for the rest; memory follows the non-zeros; "mh"
+        sampler only); "auto": :func:`sparse_word_rows`.
 
     Examples
     --------
@@ -214,9 +256,9 @@ class LDA:
         theta = TopicModel.load("lda.h5", comm).transform(new_docs)
     """
 
-    def __init__(self, n_topics, *, alpha=0.1, beta=0.01, sampler="mh", mh_steps=2,
+    def __init__(self, n_topics, *, alpha=0.1, beta=0.01, sampler="auto", mh_steps=2,
                  sync_every=1.0, staleness=0, exchange="auto", optimize_every=0, seed=0,
-                 init="random", layout="auto"):
+                 init="random", layout="auto", word_rows="auto"):
         if int(n_topics) < 2:
             raise InputError(f"number of topics must be >= 2, got {n_topics}")
         if sampler not in SAMPLERS:
@@ -227,8 +269,18 @@ class LDA:
             raise InputError(f"init must be one of {INITS}, got {init!r}")
         if layout not in LAYOUTS:
             raise InputError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-        if layout in ("shared", "model") and sampler != "mh":
-            raise InputError(f"layout {layout!r} needs the 'mh' sampler")
+        # The model-parallel layout samples by MH only: "auto" means MH there.
+        sampler = "mh" if layout == "model" and sampler == "auto" else choose_sampler(sampler, n_topics)
+        if word_rows not in WORD_ROWS:
+            raise InputError(f"word rows must be one of {WORD_ROWS}, got {word_rows!r}")
+        if word_rows == "sparse" and sampler != "mh":
+            raise InputError("sparse word rows need the 'mh' sampler")
+        if layout == "shared" and sampler == "dense":
+            raise InputError("layout 'shared' needs the 'gibbs' or 'mh' sampler")
+        if layout == "model" and sampler != "mh":
+            raise InputError("layout 'model' needs the 'mh' sampler")
+        if layout == "model" and word_rows == "sparse":
+            raise InputError("layout 'model' moves dense word blocks (word rows 'dense' or 'auto')")
         if layout == "model" and init != "random":
             raise InputError("layout 'model' starts from random topics (init 'random')")
         if not 0.0 < float(sync_every) <= 1.0:
@@ -250,6 +302,7 @@ class LDA:
         self.seed = int(seed)
         self.init = init
         self.layout = layout
+        self.word_rows = word_rows
 
     # ------------------------------------------------------------------ setup
     def setup(self, corpus, comm, z=None, rng_state=None):
@@ -260,14 +313,19 @@ class LDA:
         """
         self.comm = comm
         K, V = self.n_topics, corpus.n_words
-        tokens = int(corpus.counts.sum())
-        refuse_if_too_big(comm, tokens, corpus.n_docs, V, K, self.layout, self.sampler)
+        n_local = int(corpus.counts.sum())
+        refuse_if_too_big(comm, n_local, corpus.n_docs, V, K, self.layout, sampler=self.sampler,
+                          word_rows=self.word_rows)
         self.n_words = V
         self.vocab = corpus.vocab
         self.doc_offset = corpus.doc_offset
         #: The layout strategy (None: the shared or replicated layout of this class).
         self.scheme = None
-        self.layout_used = resolve_layout(self.layout, comm, self.sampler, tokens, V, K)
+        self.layout_used = resolve_layout(self.layout, comm, self.sampler, n_local, V, K)
+        #: Whether the word-topic counts are sparse rows (HybridRows); the
+        #: model-parallel layout's travelling blocks are dense.
+        self.sparse_rows = self.layout_used != "model" and sparse_word_rows(
+            self.word_rows, self.sampler, comm.allreduce_scalar(n_local, "sum"), V, K)
         if self.layout_used == "model":
             self.scheme = ModelParallel(self)
             tic = time.perf_counter()
@@ -312,7 +370,7 @@ class LDA:
         if z is not None:
             ok = z.shape == (n_local,) and (n_local == 0 or int(z.max()) < K)
             comm.agree(ok, "checkpointed topics do not match the corpus or K")
-        self.shared = comm.size > 1 and self.layout != "replicated" and self.sampler == "mh"
+        self.shared = comm.size > 1 and self.layout != "replicated" and self.sampler != "dense"
         if self.shared:
             on_node = comm.shares_node()
             comm.agree(on_node or self.layout == "auto",
@@ -325,11 +383,12 @@ class LDA:
         local_wptr, tpos = kern.word_index(self.words, V)
         self.wptr, self.starts = kern.global_word_order(rank_freq)
         self.gpos = kern.global_positions(self.words, tpos, local_wptr, self.starts[comm.rank])
-        shapes = [((V, K), count_dtype(int(gfreq.max()) if V else 0)),
-                  ((self.n_tokens,), kern.topic_dtype(K))]
-        self._windows = [SharedArray(comm, *sd) for sd in shapes] if self.shared else []
-        self.nwk, self.zw = [w.array for w in self._windows] if self.shared \
-            else [np.zeros(*sd) for sd in shapes]
+        self._windows = []
+        alloc = self._shared_zeros if self.shared else np.zeros
+        self.zw = alloc((self.n_tokens,), kern.topic_dtype(K))
+        cdt = count_dtype(int(gfreq.max()) if V else 0)
+        self.nwk = rowk.HybridRows(gfreq, K, cdt, alloc) if self.sparse_rows \
+            else alloc((V, K), cdt)
         self.nk = np.zeros(K, np.int64)
         tic = time.perf_counter()
         if z is None and self.init == "progressive":
@@ -341,8 +400,7 @@ class LDA:
             everyone = comm.iallgatherv(kern.word_order(self.z, tpos), self.rank_tokens).wait()
             if not self.shared or comm.rank == 0:
                 for r, (lo, hi) in enumerate(self._rank_slices()):
-                    kern.apply_rank_topics(everyone[lo:hi], self.starts, r, self.zw, self.nwk,
-                                           self.nk, replace=False)
+                    self._apply_rank_topics(everyone[lo:hi], r, replace=False)
             if self.shared:
                 self._fence()
                 self.nk[:] = comm.bcast(self.nk, root=0)
@@ -364,6 +422,36 @@ class LDA:
         self.history = []
         self._compile()
         return self
+
+    def _shared_zeros(self, shape, dtype):
+        """A zeroed array in shared memory, freed by :meth:`close`."""
+        self._windows.append(SharedArray(self.comm, shape, dtype))
+        return self._windows[-1].array
+
+    def _apply_rank_topics(self, topics, rank, *, replace):
+        """Rank ``rank``'s topics in word order into ``zw`` and the counts."""
+        if self.sparse_rows:
+            rowk.apply_rank_topics_rows(topics, self.starts, rank, self.zw, self.nwk, self.nk,
+                                        replace=replace)
+        else:
+            kern.apply_rank_topics(topics, self.starts, rank, self.zw, self.nwk, self.nk,
+                                   replace=replace)
+
+    def _apply_changes(self, packed):
+        """Another rank's changed tokens into ``zw`` and the counts."""
+        apply = rowk.apply_changes_rows if self.sparse_rows else kern.apply_changes
+        apply(packed, self.wptr, self.zw, self.nwk, self.nk)
+
+    def _dense_counts(self, words=None):
+        """Word-topic counts as a V x K array in internal word order (rows
+        ``words`` if given); a dense copy when the rows are sparse; collective
+        in the model-parallel layout, which assembles them on every rank."""
+        if self.scheme is not None:
+            counts = self.scheme.word_topic_internal()
+            return counts if words is None else counts[words]
+        if self.sparse_rows:
+            return self.nwk.to_dense(words)
+        return self.nwk if words is None else self.nwk[words]
 
     def close(self):
         """Release the shared memory of the shared layout (collective; the
@@ -399,10 +487,11 @@ class LDA:
         comm = self.comm
         for r in range(comm.size):
             if comm.rank == r:
-                self.z, _ = kern.progressive_init(
-                    self.doc_ptr, self.words, self.nwk, self.nk, self.alpha, self.beta,
-                    self.state, wptr=self.wptr, tpos=self.gpos, zw=self.zw,
-                    n_after=int(self.rank_tokens[r + 1:].sum()), smooth=INIT_SMOOTH)
+                init = rowk.progressive_init_rows if self.sparse_rows else kern.progressive_init
+                out = init(self.doc_ptr, self.words, self.nwk, self.nk, self.alpha, self.beta,
+                           self.state, wptr=self.wptr, tpos=self.gpos, zw=self.zw,
+                           n_after=int(self.rank_tokens[r + 1:].sum()), smooth=INIT_SMOOTH)
+                self.z = out if self.sparse_rows else out[0]
             if self.shared:
                 self._fence()
                 self.nk[:] = comm.bcast(self.nk, root=r)
@@ -410,8 +499,7 @@ class LDA:
                 mine = kern.rank_topics(self.zw, self.starts, r) if comm.rank == r else None
                 theirs = comm.bcast(mine, root=r)
                 if comm.rank != r:
-                    kern.apply_rank_topics(theirs, self.starts, r, self.zw, self.nwk, self.nk,
-                                           replace=False)
+                    self._apply_rank_topics(theirs, r, replace=False)
 
     def _compile(self):
         """Compile (or load from Numba's cache) the sweep kernels on empty
@@ -422,7 +510,7 @@ class LDA:
             return
         self._sample(0, 0)
         if self.sent is not None:
-            kern.apply_changes(np.zeros(0, np.int64), self.wptr, self.zw, self.nwk, self.nk)
+            self._apply_changes(np.zeros(0, np.int64))
 
     def memory_bytes(self):
         """Bytes held by this rank's sampler state, by kind.
@@ -450,10 +538,15 @@ class LDA:
     # --------------------------------------------------------------- sampling
     def _sample(self, d0, d1, ranges=None):
         if self.sampler == "mh":
-            kern.mh_sweep(self.doc_ptr, self.words, self.z, self.nwk, self.nk, self.alpha,
+            sweep = rowk.mh_sweep_rows if self.sparse_rows else kern.mh_sweep
+            sweep(self.doc_ptr, self.words, self.z, self.nwk, self.nk, self.alpha,
                           self.beta, self.state, wptr=self.wptr, tpos=self.gpos, zw=self.zw,
                           mh_steps=self.mh_steps, d0=d0, d1=d1, scratch=self.scratch,
                           ranges=ranges)
+        elif self.sampler == "gibbs":
+            gibbs_sweep(self.doc_ptr, self.words, self.z, self.nwk, self.nk, self.alpha,
+                        self.beta, self.state, tpos=self.gpos, zw=self.zw, d0=d0, d1=d1,
+                        scratch=self.scratch, ranges=ranges)
         else:
             t0, t1 = self.doc_ptr[d0], self.doc_ptr[d1]
             kern.dense_sweep(self.doc_ptr, self.words, self.z, self.nwk, self.nk, self.alpha,
@@ -490,8 +583,7 @@ class LDA:
             ends = np.cumsum(sizes)
             for r in range(comm.size):
                 if r != comm.rank:
-                    kern.apply_changes(gathered[ends[r] - sizes[r]:ends[r]], self.wptr, self.zw,
-                                       self.nwk, self.nk)
+                    self._apply_changes(gathered[ends[r] - sizes[r]:ends[r]])
             return mode
         mine = self.sent.copy()
         self.pending.append((comm.iallgatherv(mine, self.rank_tokens), mine))
@@ -504,8 +596,7 @@ class LDA:
         everyone = req.wait()
         for r, (lo, hi) in enumerate(self._rank_slices()):
             if r != self.comm.rank:
-                kern.apply_rank_topics(everyone[lo:hi], self.starts, r, self.zw, self.nwk,
-                                       self.nk, replace=True)
+                self._apply_rank_topics(everyone[lo:hi], r, replace=True)
 
     def sweep(self):
         """One pass over the local documents with its exchanges (collective).
@@ -585,7 +676,8 @@ class LDA:
     def log_likelihood(self):
         """Joint log p(w, z) of the whole corpus (collective)."""
         part = np.array([kern.doc_log_likelihood(self.doc_ptr, self.z, self.alpha),
-                         self._row_sum(lambda rows: kern.word_log_likelihood(rows, self.beta))])
+                         self._row_sum(lambda rows: kern.word_log_likelihood(rows, self.beta),
+                                       lambda words: self.nwk.word_log_likelihood(self.beta, words))])
         self.comm.allreduce(part)
         return float(part.sum() + kern.topic_log_normaliser(self.nk, self.beta, self.n_words))
 
@@ -600,25 +692,22 @@ class LDA:
                 self.alpha = np.maximum(self.alpha * buf[:-1] / buf[-1], 1e-6)
         V = self.n_words
         for _ in range(rounds):
-            num = np.array([self._row_sum(lambda rows: kern.beta_numerator(rows, self.beta))])
+            num = np.array([self._row_sum(lambda rows: kern.beta_numerator(rows, self.beta),
+                                          lambda words: self.nwk.beta_numerator(self.beta, words))])
             comm.allreduce(num)
             vb = V * self.beta
             den = V * sum(kern.digamma(float(n) + vb) - kern.digamma(vb) for n in self.nk)
             if den > 0 and num[0] > 0:
                 self.beta = max(self.beta * float(num[0]) / den, 1e-6)
 
-    def _row_sum(self, fn):
-        """Sum of ``fn`` over this rank's share of the count rows (each row
-        on one rank); add it over the ranks."""
+    def _row_sum(self, dense_fn, sparse_fn):
+        """Sum over this rank's share of the count rows (each row on one
+        rank) of ``dense_fn(rows)``, or of ``sparse_fn(word ids)`` when the
+        rows are sparse; add it over the ranks."""
         if self.scheme is not None:
-            return self.scheme.row_sum(fn)
+            return self.scheme.row_sum(dense_fn)
         w0, w1 = block_range(self.n_words, self.comm.size, self.comm.rank)
-        return fn(self.nwk[w0:w1])
-
-    def _counts(self):
-        """The V × K counts in internal word order (collective in the
-        model-parallel layout, which assembles them on every rank)."""
-        return self.nwk if self.scheme is None else self.scheme.word_topic_internal()
+        return sparse_fn(np.arange(w0, w1)) if self.sparse_rows else dense_fn(self.nwk[w0:w1])
 
     def perplexity(self, heldout, sweeps=20):
         """Held-out perplexity by document completion (collective).
@@ -628,7 +717,8 @@ class LDA:
         """
         doc_ptr, words = heldout.tokens()
         state = kern.seed_state(self.seed + 104729 * (self.iteration + 1), self.comm.rank)
-        return completion_perplexity(doc_ptr, self.internal_ids[words], self._counts(), self.nk,
+        return completion_perplexity(doc_ptr, self.internal_ids[words], self._dense_counts(),
+                                     self.nk,
                                      self.alpha, self.beta, state, self.comm, sweeps=sweeps,
                                      mh_steps=self.mh_steps)
 
@@ -647,7 +737,7 @@ class LDA:
     def word_topic(self):
         """Word-topic counts (V, K) by input word id (a copy; collective in the
         model-parallel layout)."""
-        return self._counts()[self.internal_ids]
+        return self._dense_counts(self.internal_ids)
 
     def topic_word(self):
         """Posterior mean topic-word distributions phi, float64 (K, V)."""
@@ -702,7 +792,8 @@ class LDA:
                       "mh_steps": self.mh_steps, "sync_every": self.sync_every,
                       "staleness": self.staleness, "exchange": self.exchange,
                       "optimize_every": self.optimize_every, "seed": self.seed,
-                      "init": self.init, "layout": self.layout, "iterations": self.iteration}
+                      "init": self.init, "layout": self.layout, "word_rows": self.word_rows,
+                      "iterations": self.iteration}
         self.topic_model().save(path, history=history, doc_topics=self.doc_topics(),
                                 doc_ids=doc_ids, params=params)
 
