@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "hpcml.topics.cli",
     "hpcml.vision.cli",
     "hpcml.slurm_cli",
+    "hpcml.sweep_cli",
     "hpcml.compare",
 )
 
