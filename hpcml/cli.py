@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "hpcml.vision.cli",
     "hpcml.slurm_cli",
     "hpcml.sweep_cli",
+    "hpcml.pipeline_cli",
     "hpcml.compare",
 )
 

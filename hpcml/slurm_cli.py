@@ -160,10 +160,24 @@ def job_arguments(args, spec, options, run_dir):
     return words, resume
 
 
-def batch_settings(args, spec):
-    """Settings from the site configuration, the spec's ``[resources]``, then the options."""
-    site = slurm.load_site_config(args.config)
-    cli = {name: getattr(args, name) for name in _CLI_SETTINGS}
+def cli_settings(args):
+    """The batch settings given on the command line (``None``: not given)."""
+    return {name: getattr(args, name) for name in _CLI_SETTINGS}
+
+
+def batch_settings(spec, cli=None, config=None):
+    """Settings from the site configuration, the spec's ``[resources]``, then ``cli``.
+
+    Parameters
+    ----------
+    spec : hpcml.jobs.JobSpec
+    cli : dict, optional
+        :func:`cli_settings` of the command line.
+    config : path-like, optional
+        The site configuration file (default: :func:`hpcml.slurm.site_config_path`).
+    """
+    site = slurm.load_site_config(config)
+    cli = dict(cli or {})
     layers = [site, spec_settings(spec), cli]
     origins = ["SLURM configuration", f"{spec.path} [resources]", "command line"]
     _apply_ranks(layers, origins)
@@ -185,7 +199,7 @@ def run_submit(args, comm):
     jobs.to_argv(spec, parser)
     options = {action.dest for action in parser._actions}
 
-    settings = batch_settings(args, spec)
+    settings = batch_settings(spec, cli_settings(args), args.config)
     run_dir = (Path(args.run_dir) if args.run_dir else default_run_dir(settings.job_name)).absolute()
     run_args, resume_args = job_arguments(args, spec, options, run_dir)
     script = slurm.prepare_run(settings, run_dir, args.job, run_args, Path.cwd(), resume_args)

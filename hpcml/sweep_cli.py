@@ -60,7 +60,7 @@ def _points(args):
 def run_sweep(args, comm):
     """Start, resume, show or report a sweep."""
     from hpcml import jobs
-    from hpcml.slurm_cli import batch_settings, default_run_dir
+    from hpcml.slurm_cli import batch_settings, cli_settings, default_run_dir
 
     if args.target in ACTIONS:
         if not args.directory:
@@ -83,7 +83,7 @@ def run_sweep(args, comm):
         result = sweep.resume_local(args.target, args.max_parallel or 1)
     else:
         spec = jobs.load(args.target)
-        settings = batch_settings(args, spec)
+        settings = batch_settings(spec, cli_settings(args), args.config)
         directory = Path(args.dir) if args.dir else default_run_dir(f"{settings.job_name}-sweep")
         result = sweep.start(args.target, directory, _points(args), settings, local=args.local,
                              max_parallel=args.max_parallel, dry_run=args.dry_run)
