@@ -29,7 +29,8 @@ def register(subparsers, common):
     p.add_argument("directory", nargs="?", help="the pipeline directory (status)")
     p.add_argument("--dir", help="pipeline directory (default: runs/NAME-pipeline-TIMESTAMP; new or "
                    "empty unless --resume)")
-    p.add_argument("--resume", action="store_true",
+    # Not `resume`: the command core reads that name as a checkpoint resume.
+    p.add_argument("--resume", dest="resume_stages", action="store_true",
                    help="render again and submit (or run) only the stages of --dir that did not finish")
     p.add_argument("--local", action="store_true", help="run the stages here under mpiexec, not SLURM")
     p.add_argument("--dry-run", action="store_true", help="render the stages, do not submit or run")
@@ -51,11 +52,11 @@ def run_pipeline(args, comm):
         return {"stages": rows}
     if args.directory:
         raise InputError(f"pipeline: unexpected {args.directory!r} after {args.target} (use --dir)")
-    if args.resume and not args.dir:
+    if args.resume_stages and not args.dir:
         raise InputError("pipeline --resume: name the pipeline directory with --dir")
     directory = Path(args.dir) if args.dir else default_run_dir(f"{default_job_name(args.target)}-pipeline")
     cli = cli_settings(args)
-    result = pipeline.start(args.target, directory, local=args.local, resume=args.resume,
+    result = pipeline.start(args.target, directory, local=args.local, resume=args.resume_stages,
                             settings_for=lambda spec: batch_settings(spec, cli, args.config),
                             dry_run=args.dry_run)
     if not args.json:

@@ -326,8 +326,11 @@ class SweepStopped(HpcmlError):
 
 
 def start(spec_path, directory, points, settings, local=False, max_parallel=None, dry_run=False,
-          work_dir=None):
+          work_dir=None, metric=None, goal=None):
     """Create a sweep and run it here (then report) or submit it as a job array.
+
+    ``metric`` and ``goal`` are the report's (:func:`report`); a local sweep
+    of a workload without a default metric is not reported unless given one.
 
     Returns
     -------
@@ -343,23 +346,25 @@ def start(spec_path, directory, points, settings, local=False, max_parallel=None
         return result
     if not local:
         return {**result, **submit(directory)}
-    return {**result, **_run_and_report(directory, max_parallel or 1)}
+    return {**result, **_run_and_report(directory, max_parallel or 1, metric, goal)}
 
 
-def resume_local(directory, max_parallel=1):
+def resume_local(directory, max_parallel=1, metric=None, goal=None):
     """Run here the points of a sweep that did not finish (stopped ones resume), then report."""
     _record(directory)
     return {"directory": str(Path(directory).absolute()), "local": True,
-            **_run_and_report(directory, max_parallel)}
+            **_run_and_report(directory, max_parallel, metric, goal)}
 
 
-def _run_and_report(directory, max_parallel):
+def _run_and_report(directory, max_parallel, metric, goal):
     try:
         codes = run_local(directory, max_parallel)
     except stop.Stopped as exc:
         raise SweepStopped(f"{exc}; the points that keep checkpoints saved one: resume with "
                            f"`hpcml sweep {directory} --resume --local`") from None
-    return {"codes": codes, "report": report(directory)}
+    if metric is None and _record(directory)["workload"] not in DEFAULT_METRICS:
+        return {"codes": codes, "report": None}
+    return {"codes": codes, "report": report(directory, metric, goal)}
 
 
 # ------------------------------------------------------------------ local
@@ -586,8 +591,12 @@ def format_report(result):
 
 def format_started(result):
     """What ``hpcml sweep`` did, in a line or the report."""
-    if "report" in result:
+    if result.get("report"):
         return format_report(result["report"])
+    if "codes" in result:
+        return (f"Ran {len(result['codes'])} point(s) in {result['directory']}: "
+                f"{sum(rc == 0 for rc in result['codes'].values())} finished; "
+                f"`hpcml sweep report DIR --metric M` compares them\n")
     if "job_id" in result:
         return (f"Submitted job array {result['job_id']} ({result['points']} points) and report job "
                 f"{result['report_id']} in {result['directory']}\n")

@@ -39,12 +39,13 @@ def register(subparsers, common):
     p.add_argument("--max-parallel", type=int, help="points running at once (SLURM: --array=0-N%%M; "
                    "local: default 1)")
     p.add_argument("--local", action="store_true", help="run the points here under mpiexec, not SLURM")
-    p.add_argument("--resume", action="store_true",
+    # Not `resume`: the command core reads that name as a checkpoint resume.
+    p.add_argument("--resume", dest="resume_points", action="store_true",
                    help="with --local: run the points of sweep directory TARGET that did not finish")
     p.add_argument("--dry-run", action="store_true", help="render the sweep, do not submit or run")
-    p.add_argument("--metric", help="report: the summary key compared (default by workload: "
+    p.add_argument("--metric", help="the summary key compared by the report (default by workload: "
                    "val_accuracy, perplexity, objective)")
-    p.add_argument("--goal", choices=("max", "min"), help="report: best is the largest or smallest "
+    p.add_argument("--goal", choices=("max", "min"), help="best is the largest or smallest "
                    "(default: max for accuracies, min otherwise)")
     add_settings_arguments(p)
     p.set_defaults(handler=run_sweep)
@@ -76,17 +77,18 @@ def run_sweep(args, comm):
         return result
     if args.directory:
         raise InputError(f"sweep: unexpected {args.directory!r} after {args.target}")
-    if args.resume:
+    if args.resume_points:
         if not args.local:
             raise InputError("sweep --resume runs the unfinished points here: add --local "
                              "(under SLURM, requeued points resume by themselves)")
-        result = sweep.resume_local(args.target, args.max_parallel or 1)
+        result = sweep.resume_local(args.target, args.max_parallel or 1, args.metric, args.goal)
     else:
         spec = jobs.load(args.target)
         settings = batch_settings(spec, cli_settings(args), args.config)
         directory = Path(args.dir) if args.dir else default_run_dir(f"{settings.job_name}-sweep")
         result = sweep.start(args.target, directory, _points(args), settings, local=args.local,
-                             max_parallel=args.max_parallel, dry_run=args.dry_run)
+                             max_parallel=args.max_parallel, dry_run=args.dry_run,
+                             metric=args.metric, goal=args.goal)
     if not args.json:
         print(sweep.format_started(result), end="")
     return result
