@@ -292,7 +292,8 @@ def _render(stage, resolved, directory, work_dir, settings_for):
             runs.prepare(json.loads(json.dumps(resolved["raw"])), resolved["dir"], work_dir, settings)
         else:
             points = _sweep_points(f"stages.{stage.name}", stage.sweep)
-            sweep.create(spec_path, resolved["dir"], points, work_dir, settings)
+            sweep.create(spec_path, resolved["dir"], points, work_dir, settings,
+                         stage.sweep.get("metric"), stage.sweep.get("goal"))
             sweep.write_scripts(resolved["dir"], settings, stage.sweep.get("max_parallel"))
     except InputError as exc:
         raise InputError(f"stages.{stage.name}: {exc}") from None
@@ -431,7 +432,7 @@ def run_local(directory):
             if entry["kind"] == "sweep":
                 table = _stage_table(plan, entry["name"])
                 sweep.run_local(entry["dir"], table.get("max_parallel") or 1)
-                sweep.report(entry["dir"], table.get("metric"), table.get("goal"))
+                sweep.report(entry["dir"])
             else:
                 rc = runs.run_local([entry["dir"]])[str(entry["dir"])]
                 if rc:

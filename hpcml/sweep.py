@@ -157,7 +157,7 @@ def point_dir(directory, index):
     return Path(directory).absolute() / POINTS / str(index)
 
 
-def create(spec_path, directory, points, work_dir=None, settings=None):
+def create(spec_path, directory, points, work_dir=None, settings=None, metric=None, goal=None):
     """Render one run directory per point under ``directory`` (new or empty).
 
     Every point's spec is checked as ``hpcml run`` will check it before
@@ -174,6 +174,8 @@ def create(spec_path, directory, points, work_dir=None, settings=None):
         Where the jobs run (default: the current directory).
     settings : hpcml.slurm.BatchSettings, optional
         For the batch scripts.
+    metric, goal : str, optional
+        What :func:`report` compares, when not told otherwise.
 
     Returns
     -------
@@ -207,7 +209,7 @@ def create(spec_path, directory, points, work_dir=None, settings=None):
     placed = [runs.prepare(raw, point_dir(directory, i), work_dir, settings) for i, raw in enumerate(specs)]
     record = {"spec": str(Path(spec_path).absolute()), "workload": workload,
               "keys": list(points[0]), "work_dir": str(work_dir),
-              "output": runs.output_of(source),
+              "output": runs.output_of(source), "metric": metric, "goal": goal,
               "points": [{"index": i, "values": v, "output": p["output"]}
                          for i, (v, p) in enumerate(zip(points, placed))]}
     (directory / SWEEP_FILE).write_text(json.dumps(record, indent=2) + "\n")
@@ -338,7 +340,7 @@ def start(spec_path, directory, points, settings, local=False, max_parallel=None
         ``directory``, ``points`` and, as the case may be, ``job_id`` and
         ``report_id`` (submitted), ``codes`` and ``report`` (local).
     """
-    record = create(spec_path, directory, points, work_dir, settings)
+    record = create(spec_path, directory, points, work_dir, settings, metric, goal)
     directory = Path(directory).absolute()
     write_scripts(directory, settings, max_parallel)
     result = {"directory": str(directory), "points": len(record["points"]), "local": local}
@@ -362,7 +364,8 @@ def _run_and_report(directory, max_parallel, metric, goal):
     except stop.Stopped as exc:
         raise SweepStopped(f"{exc}; the points that keep checkpoints saved one: resume with "
                            f"`hpcml sweep {directory} --resume --local`") from None
-    if metric is None and _record(directory)["workload"] not in DEFAULT_METRICS:
+    record = _record(directory)
+    if not (metric or record.get("metric")) and record["workload"] not in DEFAULT_METRICS:
         return {"codes": codes, "report": None}
     return {"codes": codes, "report": report(directory, metric, goal)}
 
@@ -465,10 +468,10 @@ def report(directory, metric=None, goal=None):
     """
     directory = Path(directory).absolute()
     record = _record(directory)
+    metric = metric or record.get("metric") or DEFAULT_METRICS.get(record["workload"])
+    goal = goal or record.get("goal")
     if metric is None:
-        metric = DEFAULT_METRICS.get(record["workload"])
-        if metric is None:
-            raise InputError(f"{record['workload']}: no default metric; name one with --metric")
+        raise InputError(f"{record['workload']}: no default metric; name one with --metric")
     goal = goal or ("max" if larger_is_better(metric) else "min")
     if goal not in ("max", "min"):
         raise InputError(f"--goal must be max or min, got {goal!r}")
@@ -491,7 +494,7 @@ def report(directory, metric=None, goal=None):
     best_spec = runs.read_spec(record["spec"])
     for key in record["keys"]:
         runs.set_value(best_spec, key, best[key])
-    (directory / "best.toml").write_text(runs.dumps_spec(best_spec))
+    _write_atomic(directory / "best.toml", runs.dumps_spec(best_spec))
     best_output = None
     if record["output"] and best["output"]:
         best_output = best_output_path(directory, record["output"])
@@ -500,8 +503,15 @@ def report(directory, metric=None, goal=None):
     result = {"metric": metric, "goal": goal, "rows": rows, "best": best,
               "best_spec": str(directory / "best.toml"), "best_output": best_output,
               "plots": plots, "note": note}
-    (directory / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    # Written last and whole: its presence says the report is done (report_done).
+    _write_atomic(directory / "results.json", json.dumps(result, indent=2, default=str) + "\n")
     return result
+
+
+def _write_atomic(path, text):
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def _write_tables(directory, rows, metric):
