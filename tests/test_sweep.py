@@ -289,3 +289,17 @@ def test_local_pipeline_failure_stops_dependants_and_resume_finishes(tmp_path, m
     assert abs(h5_data(tmp_path / "run" / "last" / "last.h5")["spectral_norm"] - sigma) < 1e-8 * sigma
     best = json.loads((tmp_path / "run" / "scan" / "results.json").read_text())["best"]
     assert best["power_iterations"] == 30
+
+
+@pytest.mark.parametrize("name, sweeps", [("fusionnet.toml", 4), ("fusionnet-small.toml", 2)])
+def test_shipped_fusionnet_pipelines_render(tmp_path, monkeypatch, name, sweeps):
+    monkeypatch.setenv("HPCML_SLURM_CONFIG", os.devnull)
+    result = pipeline.start(REPO / "jobs" / name, tmp_path / "run", dry_run=True, work_dir=tmp_path)
+    assert result["stages"] == ["shapes", "voxelize", "render", "vcnn1", "vcnn2", "mvcnn", "fuse", "evaluate"]
+    run = tmp_path / "run"
+    fuse = tomllib.loads((run / "specs" / "fuse.toml").read_text())["params"]
+    assert fuse["model_files"] == [f"{run}/{m}/best.h5" for m in ("vcnn1", "vcnn2", "mvcnn")]
+    for model in ("vcnn1", "vcnn2", "mvcnn"):
+        record = json.loads((run / model / "sweep.json").read_text())
+        assert len(record["points"]) == sweeps and record["keys"] == ["lr"]
+    assert [r["state"] for r in pipeline.status(run)] == ["pending"] * 8
