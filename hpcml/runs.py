@@ -285,20 +285,23 @@ class LocalRun:
             _event(self.run_dir, self.restart, f"finished rc={rc}")
         return rc
 
-    def stop(self, grace=30):
+    def signal(self):
         """Ask the job to checkpoint and stop (SIGTERM), as SLURM does before a preemption."""
         if self.proc.poll() is None:
             _event(self.run_dir, self.restart, "signal TERM")
             self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+
+    def wait(self, timeout):
+        """Wait for the job's end; kill it after ``timeout`` seconds."""
+        try:
+            self.proc.wait(timeout=max(timeout, 0))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         return self.poll()
 
 
-def run_local(run_dirs, parallel=1, on_end=None):
+def run_local(run_dirs, parallel=1, grace=60):
     """Run prepared run directories here, ``parallel`` at a time, in the order given.
 
     A stop signal to this process (:class:`hpcml.stop.Stopped`) is passed on
@@ -309,8 +312,8 @@ def run_local(run_dirs, parallel=1, on_end=None):
     ----------
     run_dirs : list of path-like
     parallel : int
-    on_end : callable, optional
-        ``on_end(run_dir, rc)`` after each run ends.
+    grace : float
+        Seconds the stopped jobs get to save before they are killed.
 
     Returns
     -------
@@ -330,12 +333,14 @@ def run_local(run_dirs, parallel=1, on_end=None):
                 if rc is not None:
                     running.remove(job)
                     codes[str(job.run_dir)] = rc
-                    if on_end is not None:
-                        on_end(job.run_dir, rc)
             time.sleep(0.1)
     except stop.Stopped:
+        # All at once, each with the same grace period (SLURM's KillWait).
         for job in running:
-            codes[str(job.run_dir)] = job.stop()
+            job.signal()
+        deadline = time.monotonic() + grace
+        for job in running:
+            codes[str(job.run_dir)] = job.wait(deadline - time.monotonic())
         raise
     return codes
 

@@ -33,6 +33,7 @@ import json
 import math
 import os
 import shlex
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -362,7 +363,10 @@ def _run_and_report(directory, max_parallel, metric, goal):
     try:
         codes = run_local(directory, max_parallel)
     except stop.Stopped as exc:
-        raise SweepStopped(f"{exc}; the points that keep checkpoints saved one: resume with "
+        saved = sum(runs.state(point_dir(directory, p["index"]))[0] == "stopped"
+                    for p in _record(directory)["points"])
+        name = signal.Signals(exc.exit_code - 128).name
+        raise SweepStopped(f"sweep stopped by {name}; {saved} point(s) saved a checkpoint: continue with "
                            f"`hpcml sweep {directory} --resume --local`") from None
     record = _record(directory)
     if not (metric or record.get("metric")) and record["workload"] not in DEFAULT_METRICS:

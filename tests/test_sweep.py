@@ -8,7 +8,10 @@ output against the same job run directly.
 import csv
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -303,3 +306,42 @@ def test_shipped_fusionnet_pipelines_render(tmp_path, monkeypatch, name, sweeps)
         record = json.loads((run / model / "sweep.json").read_text())
         assert len(record["points"]) == sweeps and record["keys"] == ["lr"]
     assert [r["state"] for r in pipeline.status(run)] == ["pending"] * 8
+
+
+def test_local_sweep_stopped_by_a_signal_resumes_to_the_same_result(tmp_path, matrix):
+    spec = tmp_path / "stats.toml"
+    spec.write_text(STATS.format(matrix=matrix, ranks=1).replace("every = 5", "every = 1000"))
+    command = [sys.executable, "-m", "hpcml", "sweep", str(spec), "--grid", "power_iterations=20,12000",
+               "--local", "--max-parallel", "2", "--dir", "sw", "--metric", "spectral_norm"]
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "HPCML_SLURM_CONFIG": os.devnull})
+    try:
+        # The short point has ended, and the long point's loop runs with its
+        # stop handlers in place (it wrote a first checkpoint).
+        deadline = time.monotonic() + 120
+        while (runs.state(tmp_path / "sw" / "points" / "0")[0] != "done"
+               or not list((tmp_path / "sw" / "points" / "1" / "checkpoints").glob("ckpt-*"))):
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 75, err
+    assert err.strip().splitlines()[-1] == (
+        f"hpcml: sweep stopped by SIGTERM; 1 point(s) saved a checkpoint: continue with "
+        f"`hpcml sweep {tmp_path / 'sw'} --resume --local`")
+    assert [r["state"] for r in sweep.status(tmp_path / "sw")] == ["done", "stopped"]
+    first = (tmp_path / "sw" / "points" / "0" / "events.log").read_text()
+    result = cli("sweep", "sw", "--resume", "--local", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result
+    assert json.loads(result.stdout.splitlines()[-1])["codes"] == {"1": 0}
+    assert (tmp_path / "sw" / "points" / "0" / "events.log").read_text() == first
+    log = (tmp_path / "sw" / "points" / "1" / "stderr.log").read_text()
+    assert "resuming power iteration after iteration" in log
+    direct = mpi_hpcml(1, "run", spec, "--set", "power_iterations=12000", "--set",
+                       f"checkpoint.dir={tmp_path / 'ck'}", "--output", tmp_path / "direct.h5", cwd=tmp_path)
+    assert direct.returncode == 0, direct
+    data = h5_data(tmp_path / "sw" / "points" / "1" / "stats.h5")
+    for name, value in h5_data(tmp_path / "direct.h5").items():
+        np.testing.assert_array_equal(data[name], value, err_msg=name)
