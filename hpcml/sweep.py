@@ -341,6 +341,8 @@ def start(spec_path, directory, points, settings, local=False, max_parallel=None
         ``directory``, ``points`` and, as the case may be, ``job_id`` and
         ``report_id`` (submitted), ``codes`` and ``report`` (local).
     """
+    if max_parallel is not None and max_parallel < 1:
+        raise InputError(f"--max-parallel must be >= 1, got {max_parallel}")
     record = create(spec_path, directory, points, work_dir, settings, metric, goal)
     directory = Path(directory).absolute()
     write_scripts(directory, settings, max_parallel)

@@ -119,6 +119,8 @@ def test_unknown_key_or_bad_value_is_refused_before_anything_runs(tmp_path, matr
         sweep.create(spec, tmp_path / "sw2", [{"power_iterations": "many"}])
     with pytest.raises(InputError, match="not a parameter or one of"):
         sweep.create(spec, tmp_path / "sw3", [{"nosuch.key": 1}])
+    with pytest.raises(InputError, match="--max-parallel must be >= 1, got 0"):
+        sweep.start(spec, tmp_path / "sw4", [{}], None, max_parallel=0)
 
 
 def test_spec_round_trip(tmp_path):
