@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "hpcml.topics.cli",
     "hpcml.vision.cli",
     "hpcml.slurm_cli",
+    "hpcml.sweep_cli",
+    "hpcml.pipeline_cli",
     "hpcml.compare",
     "hpcml.scale_cli",
 )

@@ -430,19 +430,23 @@ def _first_line(text):
     return lines[-1] if lines else "no output"
 
 
-def submit(run_dir):
-    """Submit ``RUN_DIR/job.sbatch`` with sbatch from the run directory; return the job id."""
+def submit(run_dir, script=SCRIPT_NAME, sbatch_args=(), id_name=JOB_ID_NAME):
+    """Submit ``RUN_DIR/job.sbatch`` with sbatch from the run directory; return the job id.
+
+    ``script``, ``sbatch_args`` (e.g. ``--dependency=afterok:ID``) and
+    ``id_name`` (the file the id is written to) serve job arrays and pipelines.
+    """
     run_dir = Path(run_dir).absolute()
-    if not (run_dir / SCRIPT_NAME).is_file():
-        raise InputError(f"{run_dir} holds no {SCRIPT_NAME}")
-    proc = _run(["sbatch", "--parsable", SCRIPT_NAME], cwd=run_dir)
+    if not (run_dir / script).is_file():
+        raise InputError(f"{run_dir} holds no {script}")
+    proc = _run(["sbatch", "--parsable", *sbatch_args, script], cwd=run_dir)
     if proc.returncode != 0:
         raise HpcmlError(f"sbatch failed: {_first_line(proc.stderr or proc.stdout)}")
     m = _JOB_ID.match(proc.stdout.strip())
     if m is None:
         raise HpcmlError(f"sbatch answered {proc.stdout.strip()!r}, not a job id")
     job_id = m.group(1)
-    (run_dir / JOB_ID_NAME).write_text(job_id + "\n")
+    (run_dir / id_name).write_text(job_id + "\n")
     return job_id
 
 

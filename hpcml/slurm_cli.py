@@ -27,6 +27,26 @@ def register(subparsers, common):
     p.add_argument("job", help="job spec (TOML)")
     p.add_argument("--run-dir", help="directory for the script, logs and outputs "
                    "(default: runs/NAME-TIMESTAMP, created; must be new or empty)")
+    add_settings_arguments(p)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="passed on to `hpcml run` (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="render and print the script, do not submit")
+    p.set_defaults(handler=run_submit)
+
+    p = subparsers.add_parser("status", parents=[common], help="state of a submitted run")
+    p.add_argument("run_dir", help="run directory made by `hpcml submit`")
+    p.set_defaults(handler=run_status)
+
+    p = subparsers.add_parser("cancel", parents=[common], help="cancel a submitted run")
+    p.add_argument("run_dir", help="run directory made by `hpcml submit`")
+    p.add_argument("--signal", choices=slurm.SIGNALS,
+                   help="send this signal to the batch script instead of cancelling "
+                   "(USR1: checkpoint, and requeue when submitted with --requeue)")
+    p.set_defaults(handler=run_cancel)
+
+
+def add_settings_arguments(p):
+    """The batch settings options (``--nodes``, ``--time``, ``--requeue`` ...), shared with sweeps."""
     p.add_argument("--job-name", help="SLURM job name (default: the job spec's file name)")
     p.add_argument("--nodes", type=int, help="number of nodes")
     p.add_argument("--ntasks-per-node", type=int, help="MPI ranks per node")
@@ -47,21 +67,6 @@ def register(subparsers, common):
                    help="allow more ranks than cores")
     p.add_argument("--config", help="site configuration file (default: $HPCML_SLURM_CONFIG "
                    "or ~/.config/hpcml/slurm.toml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="passed on to `hpcml run` (repeatable)")
-    p.add_argument("--dry-run", action="store_true", help="render and print the script, do not submit")
-    p.set_defaults(handler=run_submit)
-
-    p = subparsers.add_parser("status", parents=[common], help="state of a submitted run")
-    p.add_argument("run_dir", help="run directory made by `hpcml submit`")
-    p.set_defaults(handler=run_status)
-
-    p = subparsers.add_parser("cancel", parents=[common], help="cancel a submitted run")
-    p.add_argument("run_dir", help="run directory made by `hpcml submit`")
-    p.add_argument("--signal", choices=slurm.SIGNALS,
-                   help="send this signal to the batch script instead of cancelling "
-                   "(USR1: checkpoint, and requeue when submitted with --requeue)")
-    p.set_defaults(handler=run_cancel)
 
 
 _CLI_SETTINGS = ("job_name", "nodes", "ntasks_per_node", "cpus_per_task", "mem", "time", "partition",
@@ -155,6 +160,32 @@ def job_arguments(args, spec, options, run_dir):
     return words, resume
 
 
+def cli_settings(args):
+    """The batch settings given on the command line (``None``: not given)."""
+    return {name: getattr(args, name) for name in _CLI_SETTINGS}
+
+
+def batch_settings(spec, cli=None, config=None):
+    """Settings from the site configuration, the spec's ``[resources]``, then ``cli``.
+
+    Parameters
+    ----------
+    spec : hpcml.jobs.JobSpec
+    cli : dict, optional
+        :func:`cli_settings` of the command line.
+    config : path-like, optional
+        The site configuration file (default: :func:`hpcml.slurm.site_config_path`).
+    """
+    site = slurm.load_site_config(config)
+    cli = dict(cli or {})
+    layers = [site, spec_settings(spec), cli]
+    origins = ["SLURM configuration", f"{spec.path} [resources]", "command line"]
+    _apply_ranks(layers, origins)
+    if not any(layer.get("job_name") for layer in layers):
+        cli["job_name"] = default_job_name(spec.path)
+    return slurm.merge_settings(*layers, origin_names=origins)
+
+
 @command(inputs=("job",), outputs=(), output_dirs=("run_dir",))
 def run_submit(args, comm):
     """Render (and unless ``--dry-run``, submit) the batch script for ``args.job``."""
@@ -168,14 +199,7 @@ def run_submit(args, comm):
     jobs.to_argv(spec, parser)
     options = {action.dest for action in parser._actions}
 
-    site = slurm.load_site_config(args.config)
-    cli = {name: getattr(args, name) for name in _CLI_SETTINGS}
-    layers = [site, spec_settings(spec), cli]
-    origins = ["SLURM configuration", f"{args.job} [resources]", "command line"]
-    _apply_ranks(layers, origins)
-    if not any(layer.get("job_name") for layer in layers):
-        cli["job_name"] = default_job_name(args.job)
-    settings = slurm.merge_settings(*layers, origin_names=origins)
+    settings = batch_settings(spec, cli_settings(args), args.config)
     run_dir = (Path(args.run_dir) if args.run_dir else default_run_dir(settings.job_name)).absolute()
     run_args, resume_args = job_arguments(args, spec, options, run_dir)
     script = slurm.prepare_run(settings, run_dir, args.job, run_args, Path.cwd(), resume_args)
