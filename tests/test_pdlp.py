@@ -66,6 +66,15 @@ def test_fused_steps_match_their_numpy_forms():
     # fastmath may contract to fused multiply-adds: the last bit can differ.
     np.testing.assert_allclose(got[0], ref[0], rtol=1e-14, atol=1e-15)
     assert got[1] == pytest.approx(ref[1], rel=1e-13)
+    x_new = x + rng.standard_normal(n)
+    KTy_new = KTy + rng.standard_normal(n)
+    np.testing.assert_allclose(pdhg.movement(x_new, x, KTy_new, KTy),
+                               pdhg.movement_reference(x_new, x, KTy_new, KTy), rtol=1e-13)
+    mean = x.copy()
+    pdhg.average(mean, c, 0.25)
+    np.testing.assert_allclose(mean, x + 0.25 * (c - x), rtol=1e-14)
+    for K in (sp.random(m, n, density=0.3, format="csr", rng=rng), sp.csr_matrix((0, n)), sp.csr_matrix((m, n))):
+        np.testing.assert_allclose(pdhg.csr_matvec(K, x), K @ x, rtol=1e-13, atol=1e-14)
     with pytest.raises(ValueError, match="contiguous float64"):
         pdhg.primal_step(x.astype(np.float32), KTy, c, lower, upper, 1.0)
 
@@ -164,4 +173,4 @@ def test_classic_infeasible_and_unbounded_models(tmp_path):
 
 @pytest.mark.parametrize("ranks", [2, 3])
 def test_pdlp_on_shards_matches_highs(ranks):
-    mpi_script(ranks, "check_pdlp.py", timeout=120)
+    mpi_script(ranks, "check_pdlp.py", timeout=300)

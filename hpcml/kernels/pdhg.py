@@ -1,11 +1,14 @@
-"""The vector updates of one PDHG step (:mod:`hpcml.optim.pdlp`), each fused into one pass.
+"""The vector updates and local products of one PDHG step (:mod:`hpcml.optim.pdlp`), each fused into one pass.
 
 ``primal_step`` is ``clip(x − τ(c − Kᵀy), l, u)`` and ``dual_step`` is
 ``y + σ(q − 2Kx' + Kx)`` with the inequality rows clipped at 0 (it also
-returns ``‖y' − y‖²``).  In numpy each is four to six passes over its
-vectors with as many temporaries; fused, one read of each input and one
-write.  :func:`primal_step_reference` and :func:`dual_step_reference` are
-the plain numpy forms the tests compare with.
+returns ``‖y' − y‖²``); ``movement`` gives the two scalars of the step-size
+rule and ``average`` updates a running weighted mean.  In numpy each is
+four to six passes over its vectors with as many temporaries; fused, one
+read of each input and one write.  ``csr_matvec`` is the local sparse
+product without scipy's per-call checks, which cost more than the product
+itself on the small blocks PDLP iterates on thousands of times.  The
+``*_reference`` functions are the plain numpy forms the tests compare with.
 """
 
 import numpy as np
@@ -39,6 +42,34 @@ def _dual_step(y, q, Kx_new, Kx, is_eq, sigma, out):
     return moved
 
 
+@njit(**dict(JIT, fastmath=False))
+def _movement(x_new, x, KTy_new, KTy):
+    squared, interaction = 0.0, 0.0
+    for j in range(x.shape[0]):
+        d = x_new[j] - x[j]
+        squared += d * d
+        interaction += d * (KTy_new[j] - KTy[j])
+    return squared, interaction
+
+
+@njit(**JIT)
+def _average(mean, value, weight):
+    for i in range(mean.shape[0]):
+        mean[i] += weight * (value[i] - mean[i])
+
+
+@njit(**JIT)
+def _csr_matvec(indptr, indices, data, x, out):
+    for i in range(out.shape[0]):
+        # Slices first: loops over a slice from 0 vectorise better.
+        lo, hi = indptr[i], indptr[i + 1]
+        columns, values = indices[lo:hi], data[lo:hi]
+        total = 0.0
+        for k in range(hi - lo):
+            total += values[k] * x[columns[k]]
+        out[i] = total
+
+
 def _vectors(*arrays):
     first = arrays[0].shape
     for a in arrays:
@@ -62,6 +93,32 @@ def dual_step(y, q, Kx_new, Kx, is_eq, sigma):
     out = np.empty_like(y)
     moved = _dual_step(y, q, Kx_new, Kx, is_eq, float(sigma), out)
     return out, float(moved)
+
+
+def movement(x_new, x, KTy_new, KTy):
+    """``(‖x' − x‖², (x' − x)ᵀ(Kᵀy' − Kᵀy))``, summed in order (the same on every rank)."""
+    _vectors(x_new, x, KTy_new, KTy)
+    return _movement(x_new, x, KTy_new, KTy)
+
+
+def average(mean, value, weight):
+    """``mean += weight · (value − mean)`` in place."""
+    _vectors(mean, value)
+    _average(mean, value, float(weight))
+
+
+def csr_matvec(K, x):
+    """``K x`` for a float64 CSR matrix ``K`` (int32 or int64 indices) and a float64 vector ``x``."""
+    if K.dtype != np.float64 or x.dtype != np.float64 or x.shape != (K.shape[1],):
+        raise ValueError("csr_matvec needs a float64 CSR matrix and a float64 vector of its column count")
+    out = np.empty(K.shape[0])
+    _csr_matvec(K.indptr, K.indices, K.data, x, out)
+    return out
+
+
+def movement_reference(x_new, x, KTy_new, KTy):
+    d = x_new - x
+    return float(d @ d), float(d @ (KTy_new - KTy))
 
 
 def primal_step_reference(x, KTy, c, lower, upper, tau):

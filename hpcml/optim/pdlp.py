@@ -29,9 +29,10 @@ solved by
 
 Distribution: the rows of ``K`` (and ``y``, ``q``) are sharded as the
 :class:`~hpcml.distmat.DistMatrix` inputs are, ``x`` is replicated.  Each
-step costs one product with ``K``, one with ``Kᵀ`` (an allreduce of an
-``n``-vector) and one allreduce of a scalar; every 64 steps the KKT
-evaluation adds one allreduce of a few scalars.  Every decision (step
+step costs one product with ``K`` and one with ``Kᵀ``, whose allreduce of
+an ``n``-vector also carries the one scalar the step-size rule needs
+(``‖Δy‖²``); every 64 steps the KKT evaluation adds one allreduce of a few
+scalars and the certificate check one product with ``Kᵀ``.  Every decision (step
 acceptance, restart, stop) is taken from replicated values, so all ranks
 take the same.
 """
@@ -42,10 +43,8 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from hpcml.distmat import DistMatrix
 from hpcml.errors import InputError
-from hpcml.kernels.pdhg import dual_step, primal_step
-from hpcml.operator import MatrixOperator
+from hpcml.kernels import pdhg
 
 #: Steps between two KKT evaluations (PDLP's default).
 EVALUATE_EVERY = 64
@@ -152,6 +151,47 @@ def _bound_term(lam, lower, upper):
     return float(lam @ lo + lam @ up)
 
 
+class _Products:
+    """``K x`` (this rank's rows) and ``Kᵀ y`` (allreduced) for this rank's block of the scaled ``K``.
+
+    Not :class:`~hpcml.operator.MatrixOperator`: PDLP makes thousands of
+    products with small blocks, where scipy's per-call checks (and the CSC
+    view it builds for every ``Kᵀy``) cost more than the product.  A sparse
+    block is kept twice, as CSR and as the CSR of its transpose, so that
+    both products stream their matrix in order.
+    """
+
+    def __init__(self, K, comm):
+        self.comm = comm
+        self.sparse = sp.issparse(K)
+        if self.sparse:
+            self.K = sp.csr_matrix(K, dtype=np.float64)
+            self.KT = sp.csr_matrix(self.K.T)
+        else:
+            self.K = np.ascontiguousarray(K, dtype=np.float64)
+
+    def matvec(self, x):
+        if self.sparse:
+            out = np.empty(self.K.shape[0])
+            pdhg._csr_matvec(self.K.indptr, self.K.indices, self.K.data, x, out)
+            return out
+        return self.K @ x
+
+    def rmatvec(self, y, extra=None):
+        """``Kᵀy``; with ``extra`` (a local scalar), ``(Kᵀy, Σ extra)`` from the same allreduce."""
+        n = self.K.shape[1]
+        out = np.empty(n + (extra is not None))
+        if self.sparse:
+            pdhg._csr_matvec(self.KT.indptr, self.KT.indices, self.KT.data, y, out[:n])
+        else:
+            out[:n] = self.K.T @ y
+        if extra is None:
+            return self.comm.allreduce(out)
+        out[n] = extra
+        self.comm.allreduce(out)
+        return out[:n], out[n]
+
+
 class _Point:
     """An iterate with its products: ``x``, ``y``, ``K x``, ``Kᵀ y`` (scaled space)."""
 
@@ -237,8 +277,8 @@ def pdlp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, tol=1e-6, m
     certificate_tol = tol if certificate_tol is None else certificate_tol
     prob = _Problem(c, mats, lower, upper, comm)
     Ks, Dr, Dc = precondition(prob.K, comm, ruiz_iterations)
-    op = MatrixOperator(DistMatrix(Ks, comm))
-    is_eq, q = prob.is_eq, prob.q
+    op = _Products(Ks, comm)
+    is_eq, q = np.ascontiguousarray(prob.is_eq), np.ascontiguousarray(prob.q)
     cs, qs = Dc * c, Dr * q
     ls, us = lower / Dc, upper / Dc
     q_norm = math.sqrt(comm.allreduce_scalar(float(q @ q)))
@@ -284,19 +324,25 @@ def pdlp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, tol=1e-6, m
     history = {"iteration": [], "primal": [], "dual": [], "gap": [], "step": [], "primal_weight": []}
     status, found, best = "max_iterations", {}, None
     check_infeasible = q.shape[0] > 0 or n > 0
+    # The kernels' arguments were checked once (contiguous float64 vectors); the
+    # loop calls them directly, without their wrappers' checks.
+    for v in (cs, ls, us, qs):
+        pdhg._vectors(v)
     while True:
         # One accepted PDHG step (rejected trials cost their products too).
         while True:
             tau, sigma = eta / omega, eta * omega
-            x_new = primal_step(cur.x, cur.KTy, cs, ls, us, tau)
+            x_new = np.empty(n)
+            pdhg._primal_step(cur.x, cur.KTy, cs, ls, us, tau, x_new)
             Kx_new = op.matvec(x_new)
-            y_new, dy2 = dual_step(cur.y, qs, Kx_new, cur.Kx, is_eq, sigma)
-            KTy_new = op.rmatvec(y_new)
+            y_new = np.empty(q.shape[0])
+            dy2 = pdhg._dual_step(cur.y, qs, Kx_new, cur.Kx, is_eq, sigma, y_new)
+            # ‖Δy‖² rides on Kᵀy's allreduce: one collective per step.
+            KTy_new, dy2 = op.rmatvec(y_new, dy2)
             iterations += 1
-            dx = x_new - cur.x
-            dy2 = comm.allreduce_scalar(dy2)
-            movement = 0.5 * omega * float(dx @ dx) + 0.5 * dy2 / omega
-            interaction = abs(float(dx @ (KTy_new - cur.KTy)))
+            dx2, interaction = pdhg._movement(x_new, cur.x, KTy_new, cur.KTy)
+            movement = 0.5 * omega * dx2 + 0.5 * dy2 / omega
+            interaction = abs(interaction)
             limit = movement / interaction if interaction > 0 else math.inf
             k = iterations
             new_eta = min((1 - (k + 1) ** -0.3) * limit, (1 + (k + 1) ** -0.6) * eta)
@@ -310,8 +356,7 @@ def pdlp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, tol=1e-6, m
             since_restart += 1
             weight += step
             for name in _Point.__slots__:
-                a = getattr(avg, name)
-                a += (step / weight) * (getattr(cur, name) - a)
+                pdhg._average(getattr(avg, name), getattr(cur, name), step / weight)
         done = iterations >= max_iter
         if since_restart % EVALUATE_EVERY and not done:
             continue
