@@ -233,11 +233,11 @@ def lp_worker(args):
                           "iterations": out["iterations"], "outer": out["outer"]}))
 
 
-def run_lp_ranks(ranks, data, args):
+def run_lp_ranks(ranks, data, args, method="pdlp"):
     from hpcml.launch import mpiexec_path
     command = [mpiexec_path(), "-n", str(ranks), sys.executable, os.path.abspath(__file__), "--lp-worker",
                "--data", data, "--mu", repr(args.lp_mu), "--tol", repr(args.lp_tol),
-               "--max-outer", str(args.lp_max_outer), "--method", args.lp_method]
+               "--max-outer", str(args.lp_max_outer), "--method", method]
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     if done.returncode:
         raise RuntimeError(done.stderr)
@@ -297,8 +297,8 @@ def bench_lp(args):
     make = tfocs_lp if args.lp_kind == "tfocs" else random_lp
     lp = make(m, n, args.lp_density, np.random.default_rng(args.seed))
     c, A, b = lp["c"], lp["A_eq"], lp["b_eq"]
-    method = f"SCD, μ={args.lp_mu}" if args.lp_method == "scd" else "PDLP"
-    print(f"\nLP: hpcml ({method}, tol {args.lp_tol:g}) vs HiGHS (time limit {args.highs_time_limit:g} s); "
+    print(f"\nLP: hpcml ({' and '.join(args.lp_method)}, tol {args.lp_tol:g}; SCD with μ={args.lp_mu}) and OR-Tools PDLP "
+          f"(one thread) vs HiGHS (time limit {args.highs_time_limit:g} s); "
           f"{args.lp_kind} LP {m}x{n}, density {args.lp_density}, optimum {lp['objective']:.10g} known "
           "from the construction")
     print(HEADER)
@@ -312,10 +312,17 @@ def bench_lp(args):
         with h5py.File(data, "w") as handle:
             handle["c"], handle["b_eq"] = c, b
         write_matrix(f"{data}:/A_eq", A)
-        for ranks in args.lp_ranks:
-            seconds, ours = run_lp_ranks(ranks, data, args)
-            lp_line(f"{args.lp_kind} {m}x{n}, {ranks} rank{'s' if ranks > 1 else ''}", seconds, ours,
-                    highs_seconds, ref, highs_status, A, b, None, None, c, lp["objective"])
+        for method in args.lp_method:
+            for ranks in args.lp_ranks:
+                seconds, ours = run_lp_ranks(ranks, data, args, method)
+                lp_line(f"{args.lp_kind} {m}x{n}, {method}, {ranks} rank{'s' if ranks > 1 else ''}", seconds, ours,
+                        highs_seconds, ref, highs_status, A, b, None, None, c, lp["objective"])
+    suite_form = {"c": c, "A_eq": A, "b_eq": b, "A_ub": None, "b_ub": None, "lower": np.zeros(n),
+                  "upper": np.full(n, np.inf)}
+    p_seconds, px, py_eq, _, p_iterations, p_status = ortools_pdlp(suite_form, args.lp_tol)
+    lp_line(f"{args.lp_kind} {m}x{n}, OR-Tools PDLP", p_seconds,
+            {"x": px, "y": py_eq, "status": p_status, "iterations": p_iterations}, highs_seconds, ref,
+            highs_status, A, b, None, None, c, lp["objective"])
     if args.no_mps:
         return
     comm = Comm.self_comm()
@@ -329,7 +336,7 @@ def bench_lp(args):
             A_eq, b_eq = (A_eq, b_eq) if A_eq.shape[0] else (None, None)
             A_ub, b_ub = (A_ub, b_ub) if A_ub.shape[0] else (None, None)
             result = {}
-            solver = pdlp if args.lp_method == "pdlp" else partial(problems.lp, mu=args.lp_mu)
+            solver = pdlp if args.lp_method[0] == "pdlp" else partial(problems.lp, mu=args.lp_mu)
             medians = compare({"hpcml": lambda: result.__setitem__("hpcml", solver(
                 model.c, None if A_eq is None else DistMatrix(A_eq, comm), b_eq,
                 None if A_ub is None else DistMatrix(A_ub, comm), b_ub, (model.lower, model.upper),
@@ -410,7 +417,8 @@ def main():
     parser.add_argument("--no-lp", action="store_true")
     parser.add_argument("--no-lp-suite", action="store_true", help="skip the LP families (hpcml, OR-Tools PDLP, HiGHS)")
     parser.add_argument("--no-lp-tfocs", action="store_true", help="skip the TFOCS-shaped LP and the MPS models")
-    parser.add_argument("--lp-method", choices=["pdlp", "scd"], default="pdlp")
+    parser.add_argument("--lp-method", choices=["pdlp", "scd"], nargs="+", default=["pdlp"],
+                        help="hpcml's method(s) on the TFOCS-shaped LP (the first also on the MPS models)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--lp-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mu", type=float, help=argparse.SUPPRESS)
