@@ -360,16 +360,22 @@ def bench_lp_suite(args):
 
     ours(FAMILIES[0](np.random.default_rng(0), 3, 4)[1])       # compile the kernels outside the clock
     print(f"\nLP families, tolerance {args.lp_tol:g} (relative KKT, PDLP's definition, recomputed here for "
-          "every solver from its x and duals); hpcml and OR-Tools PDLP on one thread")
+          f"every solver from its x and duals); hpcml and OR-Tools PDLP on one thread, median of "
+          f"{args.lp_repeats} interleaved runs; HiGHS once")
     print(f"{'problem':<44} {'nnz':>8} | {'hpcml s':>8} {'iters':>6} {'KKT':>8} {'status':>10} | "
           f"{'PDLP s':>8} {'iters':>6} {'KKT':>8} | {'HiGHS s':>8} {'KKT':>8} | {'t/PDLP':>6} {'it/PDLP':>7}")
     time_ratios, iteration_ratios = [], []
     for family in FAMILIES:
         name, lp = family(np.random.default_rng(args.seed))
         nnz = sum(lp[k].nnz for k in ("A_eq", "A_ub") if lp[k] is not None)
-        seconds, out = ours(lp)
+        # Interleaved repeats (harness.compare), the medians compared: the machine's load varies.
+        got = {}
+        medians = compare({"hpcml": lambda: got.__setitem__("hpcml", ours(lp)[1]),
+                           "pdlp": lambda: got.__setitem__("pdlp", ortools_pdlp(lp, args.lp_tol))},
+                          repeats=args.lp_repeats, warmup=0)
+        seconds, out, p_seconds = medians["hpcml"], got["hpcml"], medians["pdlp"]
         kkt = relative_kkt(lp, out["x"], out.get("marginals_eq"), out.get("marginals_ub"))
-        p_seconds, px, py_eq, py_ub, p_iterations, p_status = ortools_pdlp(lp, args.lp_tol)
+        _, px, py_eq, py_ub, p_iterations, p_status = got["pdlp"]
         p_kkt = relative_kkt(lp, px, py_eq, py_ub)
         h_seconds, ref, h_status = highs_solve(lp["c"], lp["A_eq"], lp["b_eq"], lp["A_ub"], lp["b_ub"], lp["lower"],
                                                lp["upper"], args.highs_time_limit)

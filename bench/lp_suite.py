@@ -108,7 +108,17 @@ def known_optimum(rng, rows=3000, cols=6000, density=0.002, inequalities=600):
     return f"random {rows}+{inequalities}x{cols} (known optimum)", out
 
 
-FAMILIES = (transportation, diet, multicommodity_flow, staircase, set_cover, known_optimum)
+def tfocs_shaped(rng, rows=2500, cols=5000, density=0.01):
+    """TFOCS ``test_LinearProgram``'s shape and distributions (:func:`hpcml.optim.synthetic.tfocs_lp`)."""
+    from hpcml.optim.synthetic import tfocs_lp
+
+    lp = tfocs_lp(rows, cols, density, rng)
+    out = _lp(lp["c"], lp["A_eq"], lp["b_eq"])
+    out["known"] = lp["objective"]
+    return f"TFOCS-shaped {rows}x{cols} (known optimum)", out
+
+
+FAMILIES = (transportation, diet, multicommodity_flow, staircase, set_cover, known_optimum, tfocs_shaped)
 
 
 def relative_kkt(lp, x, y_eq, y_ub):
