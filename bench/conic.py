@@ -1,7 +1,16 @@
-"""The conic solver against scikit-learn, Spark MLlib and HiGHS, side by side; prints ratios.
+"""The conic solver against scikit-learn, Spark MLlib, HiGHS and OR-Tools' PDLP, side by side; prints ratios.
 
     python bench/conic.py [--rows 100000] [--cols 500] [--no-spark] [--no-lp]
-    python bench/conic.py --no-lasso [--lp-rows 2500 --lp-cols 5000 --lp-density 0.01]
+    python bench/conic.py --no-lasso --no-lp-tfocs --lp-repeats 3      # the LP families
+    python bench/conic.py --no-lasso --no-lp-suite [--lp-method pdlp scd] [--lp-rows 2500 --lp-cols 5000]
+
+LP families (``bench/lp_suite.py``: transportation, diet, multicommodity
+flow, staircase, set-cover relaxation, a sparse random LP and the
+TFOCS-shaped LP, both built around a known optimum): hpcml's PDLP at one
+rank and OR-Tools' PDLP on one thread (``pip install -e .[bench]``), timed
+by interleaved repeats (medians), and HiGHS once; each solver's relative KKT
+error (PDLP's definition) is recomputed here from its x and duals, and the
+table ends with the geometric means of the time and iteration ratios.
 
 LASSO (A m×n Gaussian, 25-sparse truth, noise): each candidate is timed at
 the loosest of its own tolerances that brings its objective within 1e-8
