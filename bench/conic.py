@@ -1,7 +1,16 @@
-"""The conic solver against scikit-learn, Spark MLlib and HiGHS, side by side; prints ratios.
+"""The conic solver against scikit-learn, Spark MLlib, HiGHS and OR-Tools' PDLP, side by side; prints ratios.
 
     python bench/conic.py [--rows 100000] [--cols 500] [--no-spark] [--no-lp]
-    python bench/conic.py --no-lasso [--lp-rows 2500 --lp-cols 5000 --lp-density 0.01]
+    python bench/conic.py --no-lasso --no-lp-tfocs --lp-repeats 3      # the LP families
+    python bench/conic.py --no-lasso --no-lp-suite [--lp-method pdlp scd] [--lp-rows 2500 --lp-cols 5000]
+
+LP families (``bench/lp_suite.py``: transportation, diet, multicommodity
+flow, staircase, set-cover relaxation, a sparse random LP and the
+TFOCS-shaped LP, both built around a known optimum): hpcml's PDLP at one
+rank and OR-Tools' PDLP on one thread (``pip install -e .[bench]``), timed
+by interleaved repeats (medians), and HiGHS once; each solver's relative KKT
+error (PDLP's definition) is recomputed here from its x and duals, and the
+table ends with the geometric means of the time and iteration ratios.
 
 LASSO (A m×n Gaussian, 25-sparse truth, noise): each candidate is timed at
 the loosest of its own tolerances that brings its objective within 1e-8
@@ -32,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
@@ -40,12 +50,15 @@ import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import compare  # noqa: E402
 from hpcml.comm import Comm  # noqa: E402
 from hpcml.distmat import DistMatrix  # noqa: E402
 from hpcml.optim import problems  # noqa: E402
+from hpcml.optim.pdlp import pdlp  # noqa: E402
 from hpcml.optim.synthetic import lasso_problem, random_lp  # noqa: E402
+from lp_suite import FAMILIES, ortools_pdlp, relative_kkt  # noqa: E402
 
 TARGET = 1e-8
 TOLERANCES = {"hpcml": (1e-6, 1e-8, 1e-10, 1e-12), "sklearn": (1e-4, 1e-6, 1e-8, 1e-10, 1e-12),
@@ -212,25 +225,33 @@ def lp_worker(args):
     A = read_matrix(f"{args.data}:/A_eq", comm)
     b, _ = read_rows(f"{args.data}:/b_eq", comm)
     c = read_replicated(f"{args.data}:/c", comm)
+    if args.method == "pdlp":
+        # Compile the numba kernels outside the clock.
+        pdlp(np.ones(2), DistMatrix(np.ones((1, 2)) if comm.rank == 0 else np.zeros((0, 2)), comm),
+             np.ones(1) if comm.rank == 0 else np.zeros(0), max_iter=2, comm=comm)
     comm.barrier()
     start = time.perf_counter()
-    out = problems.lp(c, A, b, mu=args.mu, tol=args.tol, max_outer=args.max_outer)
+    if args.method == "pdlp":
+        out = pdlp(c, A, b, tol=args.tol, comm=comm)
+    else:
+        out = problems.lp(c, A, b, mu=args.mu, tol=args.tol, max_outer=args.max_outer)
     seconds = comm.allreduce_scalar(time.perf_counter() - start, "max")
+    y = comm.allgatherv(np.ascontiguousarray(out["marginals_eq"]))
     if comm.rank == 0:
-        print(json.dumps({"seconds": seconds, "x": out["x"].tolist(), "status": out["status"],
+        print(json.dumps({"seconds": seconds, "x": out["x"].tolist(), "y": y.tolist(), "status": out["status"],
                           "iterations": out["iterations"], "outer": out["outer"]}))
 
 
-def run_lp_ranks(ranks, data, args):
+def run_lp_ranks(ranks, data, args, method="pdlp"):
     from hpcml.launch import mpiexec_path
     command = [mpiexec_path(), "-n", str(ranks), sys.executable, os.path.abspath(__file__), "--lp-worker",
                "--data", data, "--mu", repr(args.lp_mu), "--tol", repr(args.lp_tol),
-               "--max-outer", str(args.lp_max_outer)]
+               "--max-outer", str(args.lp_max_outer), "--method", method]
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     if done.returncode:
         raise RuntimeError(done.stderr)
     got = json.loads(done.stdout.strip().splitlines()[-1])
-    return got["seconds"], {"x": np.array(got["x"]), "status": got["status"],
+    return got["seconds"], {"x": np.array(got["x"]), "y": np.array(got["y"]), "status": got["status"],
                             "iterations": got["iterations"], "outer": got["outer"]}
 
 
@@ -254,7 +275,7 @@ def violation(x, A_eq, b_eq, A_ub, b_ub):
 
 
 HEADER = (f"{'problem':<34} {'hpcml status':>14} {'HiGHS':>11} {'hpcml s':>9} {'HiGHS s':>9} {'hpcml/HiGHS':>11} "
-          f"{'rel. obj':>10} {'violation':>10} {'iterations':>10}")
+          f"{'rel. obj':>10} {'violation':>10} {'iterations':>10} {'rel. KKT':>9}")
 
 
 def lp_line(name, seconds, ours, highs_seconds, ref, highs_status, A_eq, b_eq, A_ub, b_ub, c, known=None):
@@ -267,8 +288,13 @@ def lp_line(name, seconds, ours, highs_seconds, ref, highs_status, A_eq, b_eq, A
         accuracy = f"{'-':>10} {'-':>10}"
     ratio = seconds / highs_seconds
     ratio = f"{'<' if highs_status == 'time limit' else ''}{ratio:.2f}"
+    kkt = "-"
+    if "y" in ours and A_ub is None:
+        lp = {"c": c, "A_eq": A_eq, "b_eq": b_eq, "A_ub": None, "b_ub": None, "lower": np.zeros(c.size),
+              "upper": np.full(c.size, np.inf)}
+        kkt = f"{relative_kkt(lp, ours['x'], ours['y'], None):.1e}"
     print(f"{name:<34} {ours['status']:>14} {highs_status:>11} {seconds:>9.2f} {highs_seconds:>9.2f} {ratio:>11} "
-          f"{accuracy} {ours['iterations']:>10}", flush=True)
+          f"{accuracy} {ours['iterations']:>10} {kkt:>9}", flush=True)
 
 
 def bench_lp(args):
@@ -280,7 +306,8 @@ def bench_lp(args):
     make = tfocs_lp if args.lp_kind == "tfocs" else random_lp
     lp = make(m, n, args.lp_density, np.random.default_rng(args.seed))
     c, A, b = lp["c"], lp["A_eq"], lp["b_eq"]
-    print(f"\nLP: hpcml (SCD, μ={args.lp_mu}, tol {args.lp_tol:g}) vs HiGHS (time limit {args.highs_time_limit:g} s); "
+    print(f"\nLP: hpcml ({' and '.join(args.lp_method)}, tol {args.lp_tol:g}; SCD with μ={args.lp_mu}) and OR-Tools PDLP "
+          f"(one thread) vs HiGHS (time limit {args.highs_time_limit:g} s); "
           f"{args.lp_kind} LP {m}x{n}, density {args.lp_density}, optimum {lp['objective']:.10g} known "
           "from the construction")
     print(HEADER)
@@ -294,10 +321,17 @@ def bench_lp(args):
         with h5py.File(data, "w") as handle:
             handle["c"], handle["b_eq"] = c, b
         write_matrix(f"{data}:/A_eq", A)
-        for ranks in args.lp_ranks:
-            seconds, ours = run_lp_ranks(ranks, data, args)
-            lp_line(f"{args.lp_kind} {m}x{n}, {ranks} rank{'s' if ranks > 1 else ''}", seconds, ours,
-                    highs_seconds, ref, highs_status, A, b, None, None, c, lp["objective"])
+        for method in args.lp_method:
+            for ranks in args.lp_ranks:
+                seconds, ours = run_lp_ranks(ranks, data, args, method)
+                lp_line(f"{args.lp_kind} {m}x{n}, {method}, {ranks} rank{'s' if ranks > 1 else ''}", seconds, ours,
+                        highs_seconds, ref, highs_status, A, b, None, None, c, lp["objective"])
+    suite_form = {"c": c, "A_eq": A, "b_eq": b, "A_ub": None, "b_ub": None, "lower": np.zeros(n),
+                  "upper": np.full(n, np.inf)}
+    p_seconds, px, py_eq, _, p_iterations, p_status = ortools_pdlp(suite_form, args.lp_tol)
+    lp_line(f"{args.lp_kind} {m}x{n}, OR-Tools PDLP", p_seconds,
+            {"x": px, "y": py_eq, "status": p_status, "iterations": p_iterations}, highs_seconds, ref,
+            highs_status, A, b, None, None, c, lp["objective"])
     if args.no_mps:
         return
     comm = Comm.self_comm()
@@ -311,14 +345,64 @@ def bench_lp(args):
             A_eq, b_eq = (A_eq, b_eq) if A_eq.shape[0] else (None, None)
             A_ub, b_ub = (A_ub, b_ub) if A_ub.shape[0] else (None, None)
             result = {}
-            medians = compare({"hpcml": lambda: result.__setitem__("hpcml", problems.lp(
+            solver = pdlp if args.lp_method[0] == "pdlp" else partial(problems.lp, mu=args.lp_mu)
+            medians = compare({"hpcml": lambda: result.__setitem__("hpcml", solver(
                 model.c, None if A_eq is None else DistMatrix(A_eq, comm), b_eq,
                 None if A_ub is None else DistMatrix(A_ub, comm), b_ub, (model.lower, model.upper),
-                mu=args.lp_mu, tol=args.lp_tol))}, repeats=args.lp_repeats, warmup=0)
+                tol=args.lp_tol))}, repeats=args.lp_repeats, warmup=0)
             highs_seconds, ref, highs_status = highs_solve(model.c, A_eq, b_eq, A_ub, b_ub, model.lower,
                                                            model.upper, args.highs_time_limit)
             lp_line(f"{name}.mps, 1 rank", medians["hpcml"], result["hpcml"], highs_seconds, ref, highs_status,
                     A_eq, b_eq, A_ub, b_ub, model.c)
+
+
+def bench_lp_suite(args):
+    """hpcml's PDLP at 1 rank, OR-Tools' PDLP (one thread) and HiGHS on the LP families of ``lp_suite``."""
+    comm = Comm.self_comm()
+
+    def ours(lp):
+        mats = {k: None if lp[k] is None else DistMatrix(lp[k], comm) for k in ("A_eq", "A_ub")}
+        start = time.perf_counter()
+        out = pdlp(lp["c"], mats["A_eq"], lp["b_eq"], mats["A_ub"], lp["b_ub"], (lp["lower"], lp["upper"]),
+                   tol=args.lp_tol, comm=comm)
+        return time.perf_counter() - start, out
+
+    ours(FAMILIES[0](np.random.default_rng(0), 3, 4)[1])       # compile the kernels outside the clock
+    print(f"\nLP families, tolerance {args.lp_tol:g} (relative KKT, PDLP's definition, recomputed here for "
+          f"every solver from its x and duals); hpcml and OR-Tools PDLP on one thread, median of "
+          f"{args.lp_repeats} interleaved runs; HiGHS once")
+    print(f"{'problem':<44} {'nnz':>8} | {'hpcml s':>8} {'iters':>6} {'KKT':>8} {'status':>10} | "
+          f"{'PDLP s':>8} {'iters':>6} {'KKT':>8} | {'HiGHS s':>8} {'KKT':>8} | {'t/PDLP':>6} {'it/PDLP':>7}")
+    time_ratios, iteration_ratios = [], []
+    for family in FAMILIES:
+        name, lp = family(np.random.default_rng(args.seed))
+        nnz = sum(lp[k].nnz for k in ("A_eq", "A_ub") if lp[k] is not None)
+        # Interleaved repeats (harness.compare), the medians compared: the machine's load varies.
+        got = {}
+        medians = compare({"hpcml": lambda: got.__setitem__("hpcml", ours(lp)[1]),
+                           "pdlp": lambda: got.__setitem__("pdlp", ortools_pdlp(lp, args.lp_tol))},
+                          repeats=args.lp_repeats, warmup=0)
+        seconds, out, p_seconds = medians["hpcml"], got["hpcml"], medians["pdlp"]
+        kkt = relative_kkt(lp, out["x"], out.get("marginals_eq"), out.get("marginals_ub"))
+        _, px, py_eq, py_ub, p_iterations, p_status = got["pdlp"]
+        p_kkt = relative_kkt(lp, px, py_eq, py_ub)
+        h_seconds, ref, h_status = highs_solve(lp["c"], lp["A_eq"], lp["b_eq"], lp["A_ub"], lp["b_ub"], lp["lower"],
+                                               lp["upper"], args.highs_time_limit)
+        h_kkt = (relative_kkt(lp, ref.x, ref.eqlin.marginals if lp["A_eq"] is not None else None,
+                              ref.ineqlin.marginals if lp["A_ub"] is not None else None)
+                 if h_status == "optimal" else float("nan"))
+        time_ratios.append(seconds / p_seconds)
+        iteration_ratios.append(out["iterations"] / max(p_iterations, 1))
+        print(f"{name:<44} {nnz:>8} | {seconds:>8.2f} {out['iterations']:>6} {kkt:>8.1e} {out['status']:>10} | "
+              f"{p_seconds:>8.2f} {p_iterations:>6} {p_kkt:>8.1e} | {h_seconds:>8.2f} {h_kkt:>8.1e} | "
+              f"{time_ratios[-1]:>6.2f} {iteration_ratios[-1]:>7.2f}", flush=True)
+        if "known" in lp:
+            print(f"{'':<44} objective vs the known optimum: hpcml {abs(out['objective'] - lp['known']) / abs(lp['known']):.1e},"
+                  f" PDLP {abs(float(lp['c'] @ px) - lp['known']) / abs(lp['known']):.1e} relative")
+
+    def geomean(values):
+        return float(np.exp(np.mean(np.log(values))))
+    print(f"geometric mean hpcml/PDLP: time {geomean(time_ratios):.2f}, iterations {geomean(iteration_ratios):.2f}")
 
 
 def main():
@@ -337,7 +421,7 @@ def main():
                         "normal: Gaussian entries (synthetic.random_lp)")
     parser.add_argument("--lp-ranks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--lp-mu", type=float, default=1e-3)
-    parser.add_argument("--lp-tol", type=float, default=1e-5)
+    parser.add_argument("--lp-tol", type=float, default=1e-6)
     parser.add_argument("--lp-max-outer", type=int, default=500)
     parser.add_argument("--highs-time-limit", type=float, default=600.0)
     parser.add_argument("--lp-repeats", type=int, default=1)
@@ -346,6 +430,10 @@ def main():
     parser.add_argument("--no-spark", action="store_true")
     parser.add_argument("--no-lasso", action="store_true")
     parser.add_argument("--no-lp", action="store_true")
+    parser.add_argument("--no-lp-suite", action="store_true", help="skip the LP families (hpcml, OR-Tools PDLP, HiGHS)")
+    parser.add_argument("--no-lp-tfocs", action="store_true", help="skip the TFOCS-shaped LP and the MPS models")
+    parser.add_argument("--lp-method", choices=["pdlp", "scd"], nargs="+", default=["pdlp"],
+                        help="hpcml's method(s) on the TFOCS-shaped LP (the first also on the MPS models)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--lp-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mu", type=float, help=argparse.SUPPRESS)
@@ -362,7 +450,9 @@ def main():
         return lp_worker(args)
     if not args.no_lasso:
         bench_lasso(args)
-    if not args.no_lp:
+    if not args.no_lp and not args.no_lp_suite:
+        bench_lp_suite(args)
+    if not args.no_lp and not args.no_lp_tfocs:
         bench_lp(args)
 
 

@@ -122,7 +122,7 @@ LONG = {
                            "--tol", 1e-300, "--max-iter", 10**8, "--output", o],
     "solve": lambda d, o: ["solve", "--input", f"{d}/m.h5:/A", "--rhs", f"{d}/m.h5:/b",
                            "--smooth", "huber", "--tol", 1e-300, "--max-iter", 10**8, "--output", o],
-    "lp": lambda d, o: ["lp", "--input", f"{d}/lp.h5", "--tol", 1e-300, "--max-outer", 10**7,
+    "lp": lambda d, o: ["lp", "--input", f"{d}/lp.h5", "--tol", 1e-300, "--max-iter", 10**9,
                         "--output", o],
     "lda train": lambda d, o: ["lda", "train", "--input", f"{d}/corpus.h5", "--topics", 5,
                                "--iterations", 10**7, "--output", o],

@@ -241,11 +241,12 @@ def test_hdf5_lp_bad_bounds_are_one_line(lp_with_free_variables, key, value, mes
     assert result.stderr.count("hpcml: error") == 1, result
 
 
-@pytest.mark.parametrize("ranks", [1, 2])
-def test_not_solved_exits_2_unless_allow_partial(lp_with_free_variables, tmp_path, ranks):
+@pytest.mark.parametrize("ranks,limits", [(1, ["--max-iter", 3]), (2, ["--max-iter", 3]),
+                                          (2, ["--method", "scd", "--max-outer", 1, "--inner-max", 3])])
+def test_not_solved_exits_2_unless_allow_partial(lp_with_free_variables, tmp_path, ranks, limits):
     """Non-convergence is handled as svd does: exit 2 naming the status, --allow-partial keeps the point."""
     path = lp_with_free_variables[0]
-    args = ["lp", "--input", path, "--max-outer", 1, "--inner-max", 3, "--output", tmp_path / "x.h5"]
+    args = ["lp", "--input", path, *limits, "--output", tmp_path / "x.h5"]
     result = hpcml(ranks, *args)
     assert result.returncode == 2 and "lp: not solved to --tol 1e-06 (status max_iterations" in result.stderr, result
     assert result.stderr.count("hpcml: error") == 1 and not (tmp_path / "x.h5").exists()

@@ -5,7 +5,11 @@ G), COLUMNS (integer variables, between MARKER lines or by BV, LI, UI
 bounds, are refused unless the LP relaxation is asked for), RHS (an entry on the objective row is
 minus a constant term), RANGES, BOUNDS (UP, LO, FX, FR, MI, PL, BV, LI,
 UI) and ENDATA.  Fixed format takes fields from their columns (so names may
-hold spaces); free format splits on white space.  Malformed input raises
+hold spaces) and ignores text beyond column 61; free format splits on white
+space.  As in files found in public collections: a field that starts with
+``$`` begins a comment; a blank name field in COLUMNS or BOUNDS (fixed
+format) repeats the previous line's column; N rows after the first are free
+rows, dropped with their entries.  Malformed input raises
 :class:`~hpcml.errors.InputError` naming the file and line.
 """
 
@@ -88,12 +92,24 @@ def _number(text, path, lineno):
 
 
 def _fields(line, fmt):
+    """The line's fields; in fixed format the type field (columns 2-3) is dropped when blank."""
     if fmt == "free":
-        return line.split()
-    fields = [line[a:b].strip() for a, b in _FIXED_FIELDS]
+        fields = line.split()
+    else:
+        comment = line.find(" $", 12)   # a comment after the first name field, wherever it starts
+        if comment >= 0:
+            line = line[:comment]
+        fields = [line[a:b].strip() for a, b in _FIXED_FIELDS]
+    # A field that starts with "$" opens a comment (the fixed format's columns 15 and 40).
+    for k, field in enumerate(fields):
+        if field.startswith("$"):
+            del fields[k:]
+            break
     while fields and not fields[-1]:
         fields.pop()
-    return fields if fields and fields[0] else fields[1:]
+    if fmt == "free" or (fields and fields[0]):
+        return fields
+    return fields[1:]
 
 
 def read_mps(path, fmt="free", relax=False):
@@ -128,16 +144,20 @@ def read_mps(path, fmt="free", relax=False):
         raise InputError(f"{path}: cannot read ({exc})") from None
 
     name, section, sense = "", None, 1.0
-    objective, row_kind, row_index = None, [], {}
+    objective, row_kind, row_index, free_rows = None, [], {}, set()
     col_index, col_names, entries = {}, [], []      # (row, col, value)
     cost = {}
     rhs, ranges, bounds = {}, {}, []
     offset, ended = 0.0, False
     integer, in_integer, first_integer_line = set(), False, None
+    last_column = None
 
     def row_of(rname, lineno):
+        """The row's index, -1 for the objective, -2 for a free row (its entries are dropped)."""
         if rname == objective:
             return -1
+        if rname in free_rows:
+            return -2
         if rname not in row_index:
             raise InputError(f"{path}:{lineno}: unknown row {rname!r}")
         return row_index[rname]
@@ -181,7 +201,9 @@ def read_mps(path, fmt="free", relax=False):
             if kind == "N":
                 if objective is None:
                     objective = rname
-                continue                 # further free rows are ignored, as by most readers
+                elif rname != objective:
+                    free_rows.add(rname)   # further free rows are dropped, as by most readers
+                continue
             if rname in row_index:
                 raise InputError(f"{path}:{lineno}: row {rname!r} defined twice")
             row_index[rname] = len(row_kind)
@@ -195,6 +217,11 @@ def read_mps(path, fmt="free", relax=False):
                 raise InputError(f"{path}:{lineno}: a COLUMNS line needs a column and 1 or 2 "
                                  f"(row, value) pairs")
             cname = fields[0]
+            if not cname:
+                if not col_names:
+                    raise InputError(f"{path}:{lineno}: a blank column name on the first COLUMNS line")
+                cname = last_column     # fixed format: the previous line's column
+            last_column = cname
             if cname not in col_index:
                 col_index[cname] = len(col_names)
                 col_names.append(cname)
@@ -204,9 +231,9 @@ def read_mps(path, fmt="free", relax=False):
             for rname, text in zip(fields[1::2], fields[2::2]):
                 value = _number(text, path, lineno)
                 i = row_of(rname, lineno)
-                if i < 0:
+                if i == -1:
                     cost[j] = cost.get(j, 0.0) + value
-                else:
+                elif i >= 0:
                     entries.append((i, j, value))
         elif section in ("RHS", "RANGES"):
             if len(fields) not in (2, 3, 4, 5):
@@ -215,6 +242,8 @@ def read_mps(path, fmt="free", relax=False):
             for rname, text in zip(pairs[0::2], pairs[1::2]):
                 value = _number(text, path, lineno)
                 i = row_of(rname, lineno)
+                if i == -2:
+                    continue
                 if section == "RHS":
                     if i < 0:
                         offset = -value
@@ -229,11 +258,16 @@ def read_mps(path, fmt="free", relax=False):
             if len(fields) < 2 or (len(fields) < 3 and kind not in ("FR", "MI", "PL", "BV")):
                 raise InputError(f"{path}:{lineno}: a BOUNDS line needs a type, a set name and a column")
             if kind in ("FR", "MI", "PL", "BV"):
-                cname, value = fields[min(2, len(fields) - 1)], None
+                if fmt == "fixed":
+                    cname, value = (fields[2] if len(fields) > 2 else ""), None
+                else:
+                    cname, value = fields[min(2, len(fields) - 1)], None
             else:
                 if len(fields) < 4:
                     raise InputError(f"{path}:{lineno}: bound type {kind} needs a value")
                 cname, value = fields[2], _number(fields[3], path, lineno)
+            if not cname and bounds:
+                cname = col_names[bounds[-1][1]]   # fixed format: the previous line's column
             if kind not in ("UP", "LO", "FX", "FR", "MI", "PL", "BV", "LI", "UI"):
                 raise InputError(f"{path}:{lineno}: unknown bound type {fields[0]!r}")
             bounds.append((kind, col_of(cname, lineno), value, lineno))

@@ -52,19 +52,27 @@ def register(subparsers, common):
     lasso.set_defaults(handler=run_lasso)
 
     lp = subparsers.add_parser(
-        "lp", parents=[common], help="linear programs from MPS or HDF5 (smoothed conic dual)",
+        "lp", parents=[common], help="linear programs from MPS or HDF5 (PDLP, or TFOCS's smoothed conic dual)",
         description="Solve min cᵀx s.t. A_eq x = b_eq, A_ub x ≤ b_ub, lower ≤ x ≤ upper.")
     lp.add_argument("--input", required=True,
                     help="model.mps, or model.h5 holding c, lower, upper and A_eq/b_eq and/or A_ub/b_ub")
     lp.add_argument("--mps-format", choices=["free", "fixed"], default="free")
     lp.add_argument("--relax", action="store_true",
                     help="solve the LP relaxation of a model with integer variables (the status says so)")
-    lp.add_argument("--mu", type=float, default=1e-3, help="smoothing weight μ (default 1e-3)")
-    lp.add_argument("--method", choices=METHODS, default="AT")
+    lp.add_argument("--method", choices=problems.LP_METHODS, default="pdlp",
+                    help="pdlp: restarted primal-dual hybrid gradient (default); scd: TFOCS's smoothed "
+                         "conic dual with continuation")
     lp.add_argument("--tol", type=float, default=1e-6,
-                    help="relative tolerance of infeasibility and duality gap (default 1e-6)")
-    lp.add_argument("--max-outer", type=int, default=500, help="continuation steps (default 500)")
-    lp.add_argument("--inner-max", type=int, default=2000, help="dual iterations per step (default 2000)")
+                    help="relative tolerance of the primal and dual residuals and the duality gap "
+                         "(default 1e-6)")
+    lp.add_argument("--max-iter", type=options.non_negative_int, default=100000,
+                    help="pdlp: PDHG step limit (default 100000)")
+    scd = lp.add_argument_group("scd")
+    scd.add_argument("--mu", type=float, default=1e-3, help="smoothing weight μ (default 1e-3)")
+    scd.add_argument("--algorithm", choices=METHODS, default="AT",
+                     help="first-order method of the dual solves (default AT)")
+    scd.add_argument("--max-outer", type=int, default=500, help="continuation steps (default 500)")
+    scd.add_argument("--inner-max", type=int, default=2000, help="dual iterations per step (default 2000)")
     _allow_partial(lp)
     lp.set_defaults(handler=run_lp)
 
@@ -201,7 +209,7 @@ def run_lasso(args, comm):
 
 @command(inputs=("input",))
 def run_lp(args, comm):
-    """Read an LP, solve it through the smoothed conic dual, report an honest status.
+    """Read an LP, solve it (PDLP, or the smoothed conic dual), report an honest status.
 
     The output holds ``x``, the reduced costs ``reduced_costs`` and the
     row multipliers, all in HiGHS's convention (scipy ``linprog``'s
@@ -214,15 +222,20 @@ def run_lp(args, comm):
     """
     _check_positive(mu=args.mu, tol=args.tol, max_outer=args.max_outer, inner_max=args.inner_max)
     problem = read_lp(args.input, comm, args.mps_format, args.relax)
-    result = problems.solve_lp(problem, comm, mu=args.mu, method=args.method, tol=args.tol,
-                               max_outer=args.max_outer, inner_max=args.inner_max)
+    result = problems.solve_lp(problem, comm, method=args.method, tol=args.tol, max_iter=args.max_iter,
+                               mu=args.mu, algorithm=args.algorithm, max_outer=args.max_outer,
+                               inner_max=args.inner_max)
     summary = _report("lp", result, args, comm)
     integer = problem.model.n_integer if problem.model is not None else 0
     if integer:
         # The status names what was solved, which is not the model in the file.
         result["status"] = summary["status"] = f"{result['status']}, LP relaxation of {integer} integer variable(s)"
         log.warning("lp: %s", result["status"])
-    summary.update(gap=result["gap"], outer=result["outer"], mu=args.mu, method=args.method)
+    summary.update(gap=result["gap"], outer=result["outer"], method=args.method)
+    if args.method == "scd":
+        summary.update(mu=args.mu, algorithm=args.algorithm)
+    else:
+        summary.update(restarts=result["restarts"])
     small = {"reduced_costs": result["reduced_costs"]}
     if "marginals_rows" in result:
         small["marginals/rows"] = result["marginals_rows"]

@@ -480,20 +480,30 @@ def lp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, mu=1e-3, meth
     return result
 
 
-def solve_lp(problem, comm, mu=1e-3, method="AT", tol=1e-6, max_outer=500, inner_max=2000):
+#: The LP methods of :func:`solve_lp`.
+LP_METHODS = ("pdlp", "scd")
+
+
+def solve_lp(problem, comm, method="pdlp", tol=1e-6, max_iter=100000, mu=1e-3, algorithm="AT",
+             max_outer=500, inner_max=2000):
     """Solve an LP as :func:`hpcml.io.lp.read_lp` reads it and report it in the model's own terms.
 
     Parameters
     ----------
     problem : hpcml.io.lp.LPInput
     comm : hpcml.comm.Comm
-    mu, method, tol, max_outer, inner_max
-        As for :func:`lp`.
+    method : {"pdlp", "scd"}
+        ``pdlp``: restarted primal–dual hybrid gradient
+        (:func:`hpcml.optim.pdlp.pdlp`, limited by ``max_iter``);
+        ``scd``: TFOCS's smoothed conic dual (:func:`lp`, with ``mu``,
+        ``algorithm``, ``max_outer`` and ``inner_max``).
+    tol : float
+        Relative tolerance (each method's own measures).
 
     Returns
     -------
     dict
-        :func:`lp`'s result with ``objective``, ``dual_objective`` and
+        The method's result with ``objective``, ``dual_objective`` and
         ``reduced_costs`` in the model's sense (maximised when the MPS file
         says so) and with its constant term.  An HDF5 model keeps
         ``marginals_eq`` and ``marginals_ub`` (this rank's rows); an MPS
@@ -501,8 +511,16 @@ def solve_lp(problem, comm, mu=1e-3, method="AT", tol=1e-6, max_outer=500, inner
         constraint row of the file in its order
         (:meth:`~hpcml.io.mps.LinearProgram.row_marginals`).
     """
-    result = lp(problem.c, problem.A_eq, problem.b_eq, problem.A_ub, problem.b_ub, problem.bounds,
-                mu=mu, method=method, tol=tol, max_outer=max_outer, inner_max=inner_max, comm=comm)
+    if method == "pdlp":
+        from hpcml.optim.pdlp import pdlp
+
+        result = pdlp(problem.c, problem.A_eq, problem.b_eq, problem.A_ub, problem.b_ub, problem.bounds,
+                      tol=tol, max_iter=max_iter, comm=comm)
+    elif method == "scd":
+        result = lp(problem.c, problem.A_eq, problem.b_eq, problem.A_ub, problem.b_ub, problem.bounds,
+                    mu=mu, method=algorithm, tol=tol, max_outer=max_outer, inner_max=inner_max, comm=comm)
+    else:
+        raise InputError(f"unknown LP method {method!r} ({', '.join(LP_METHODS)})", collective=True)
     sense, offset = problem.sense, problem.offset
     result["objective"] = sense * (result["objective"] + offset)
     result["dual_objective"] = sense * (result["dual_objective"] + offset)
