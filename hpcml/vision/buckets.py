@@ -59,7 +59,7 @@ import torch
 import torch.nn.functional as F
 
 from hpcml.comm import SharedArray
-from hpcml.vision.transports import make_transport, resolve_transport, _wait
+from hpcml.vision.transports import make_transport, resolve_transport, wait_request
 
 FIRST_BUCKET_BYTES = 1 << 20
 
@@ -376,7 +376,7 @@ class GradientBuckets:
                 lo, hi = self._node_rows
                 width = block.array.shape[1]
                 counts = np.asarray(comm.topology.ranks_per_node, np.int64) * width
-                every = _wait(comm.leaders.iallgatherv(block.array[lo:hi].reshape(-1), counts))
+                every = wait_request(comm.leaders.iallgatherv(block.array[lo:hi].reshape(-1), counts))
                 block.array[:] = every.reshape(block.array.shape)
                 comm.stats.count("leaders_allgatherv", every.nbytes)
             self._transport.node_barrier(*self._windows)  # every node's factors are here

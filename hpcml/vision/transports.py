@@ -51,7 +51,7 @@ from hpcml.comm import SharedArray, SharedSum, wait_sleeping
 TRANSPORTS = ("auto", "shared", "allreduce", "hierarchical")
 
 
-def _wait(request):
+def wait_request(request):
     """Wait for a :class:`hpcml.comm.Request` without spinning; its result."""
     wait_sleeping(request.test)
     return request.wait()
@@ -133,7 +133,7 @@ class AllreduceTransport(Transport):
 
     def reduce(self, lo, hi, scale):
         buf = self.local[lo:hi]
-        _wait(self.comm.iallreduce(buf, op="sum"))
+        wait_request(self.comm.iallreduce(buf, op="sum"))
         if scale != 1.0:
             buf *= scale
 
@@ -185,10 +185,10 @@ class HierarchicalTransport(Transport):
         piece = -(-m // nodes)
         send = np.zeros((nodes, piece), np.float32)
         send.reshape(-1)[:m] = self.local[lo:hi]
-        parts = _wait(leaders.ialltoall(send))  # row k: node k's sum of my piece
+        parts = wait_request(leaders.ialltoall(send))  # row k: node k's sum of my piece
         mine = np.empty(piece, np.float32)
         self._sum_scaled(list(parts), 0, piece, scale, (mine,))
-        whole = _wait(leaders.iallgatherv(mine, np.full(nodes, piece, np.int64)))
+        whole = wait_request(leaders.iallgatherv(mine, np.full(nodes, piece, np.int64)))
         self.result[lo:hi] = whole[:m]
 
     def node_barrier(self, *windows):
