@@ -81,3 +81,28 @@ def test_peak_memory_of_a_training_rank_does_not_grow_with_the_data(tmp_path):
     # A quarter of the data's growth: far above the noise of ru_maxrss between two
     # runs (under 2 MB here), far below what holding the split costs.
     assert peaks[1] - peaks[0] < grown / 4, (peaks, sizes)
+
+
+def test_stored_samples_read_the_bits_of_the_split_in_memory(tmp_path):
+    from hpcml.vision.dataset import SampleSet
+
+    path = tmp_path / "views.h5"
+    rng = np.random.default_rng(5)
+    with h5py.File(path, "w") as f:
+        f.attrs["kind"] = "views"
+        f["classes"] = np.array([c.encode() for c in CLASSES])
+        for split in ("train", "test"):
+            f[f"{split}/x"] = rng.integers(0, 256, (13, 3, 4, 6, 7), dtype=np.uint8)
+            f[f"{split}/y"] = np.arange(13) % 3
+    stored = load_split(str(path), "train", Comm.self_comm())
+    with h5py.File(path) as f:
+        memory = SampleSet(f["train/x"][()], f["train/y"][()], "views", CLASSES)
+    assert (stored.n_samples, stored.sample_shape, stored.kind) == (39, (4, 6, 7), "views")
+    for a, b in ((stored, memory), (stored.subset([2, 5, 11]), memory.subset([2, 5, 11]))):
+        for idx in ([], [0], list(rng.permutation(a.n_samples))):
+            for mine, theirs in zip(a.batch(idx), b.batch(idx)):
+                assert torch.equal(mine, theirs)
+        order = rng.permutation(a.n_objects)
+        assert torch.equal(a.objects(order), b.objects(order))
+        np.testing.assert_array_equal(a.y, b.y)
+    stored.close()
