@@ -1,6 +1,7 @@
 """3-D CNN workload side by side with its peers; prints ratios.
 
-    python bench/cnn.py [--part all|throughput|voxelize|accuracy|memory] [--models voxnet,vcnn1]
+    python bench/cnn.py [--part all|throughput|voxelize|accuracy|memory|transports]
+                        [--models voxnet,vcnn1]
                         [--repeats 5] [--pairs 6] [--steps 3] [--local-batch 16]
                         [--no-factored]
 
@@ -40,6 +41,12 @@ memory
     with the whole training split loaded on every rank first (how ranks held
     it before); prints the growth from N to 4N against the data's growth.
     ``--n-train`` sets N (default 40 here means 500).
+transports
+    Seconds to average 64 MB of gradients in 4 MiB buckets (V-CNN I's size)
+    over 4 ranks on 2 emulated nodes (``MPIR_CVAR_NUM_CLIQUES=2``: traffic
+    between them leaves MPICH's shared-memory transport) by the hierarchical
+    transport and by MPI's allreduce over all ranks, interleaved, median of
+    ``--repeats`` x 5 rounds each; and on one node, shared against allreduce.
 
 trimesh is a bench-only dependency (``pip install trimesh``).
 """
@@ -387,6 +394,49 @@ def bench_accuracy(args):
           f"{fus['test_accuracy']:.3f}; fused / best single = {fus['test_accuracy'] / best:.3f}")
 
 
+def worker_transports(args):
+    from hpcml.comm import Comm
+    from hpcml.vision.transports import make_transport
+
+    comm = Comm.world()
+    n, bucket = 16 << 20, 1 << 20  # float32 elements: 64 MB, 4 MiB buckets
+    names = ["hierarchical", "allreduce"] if comm.spans_nodes else ["shared", "allreduce"]
+    transports = {name: make_transport(name, comm, n) for name in names}
+    rng = np.random.default_rng(comm.rank)
+    for t in transports.values():
+        t.local[:] = rng.random(n, dtype=np.float32)
+    seconds = {name: [] for name in names}
+    for _ in range(args.repeats * 5 + 1):  # the first round warms up
+        for name, t in transports.items():
+            comm.barrier()
+            t0 = time.perf_counter()
+            for lo in range(0, n, bucket):
+                t.reduce(lo, lo + bucket, 1.0 / comm.size)
+            comm.barrier()
+            seconds[name].append(time.perf_counter() - t0)
+    for t in transports.values():
+        t.free()
+    if comm.rank == 0:
+        print(json.dumps({"layout": str(comm.topology),
+                          **{k: statistics.median(v[1:]) for k, v in seconds.items()}}))
+
+
+def bench_transports(args):
+    from hpcml.launch import mpiexec_path
+
+    print("\n# averaging 64 MB of gradients (4 MiB buckets), 4 ranks, median seconds")
+    for cliques in (2, 1):
+        env = {**os.environ, "MPIR_CVAR_NUM_CLIQUES": str(cliques)}
+        cmd = [mpiexec_path(), "-n", "4", sys.executable, os.path.abspath(__file__),
+               "--worker", "transports", "--repeats", str(args.repeats)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+        report = json.loads(out.strip().splitlines()[-1])
+        mine = report.get("hierarchical", report.get("shared"))
+        which = "hierarchical" if "hierarchical" in report else "shared"
+        print(f"{report['layout']}: {which} {mine:.4f} s, MPI allreduce {report['allreduce']:.4f} s, "
+              f"allreduce / {which} = {report['allreduce'] / mine:.2f}")
+
+
 def bench_memory(args):
     import h5py
 
@@ -426,7 +476,8 @@ def bench_memory(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=["all", "throughput", "voxelize", "accuracy", "memory"],
+    parser.add_argument("--part", choices=["all", "throughput", "voxelize", "accuracy", "memory",
+                                           "transports"],
                         default="all")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--models", default="voxnet,vcnn1", help="throughput: comma-separated")
@@ -441,7 +492,7 @@ def main():
     parser.add_argument("--n-train", type=int, default=40)
     parser.add_argument("--n-test", type=int, default=10)
     parser.add_argument("--width", type=float, default=0.25, help="V-CNN width for accuracy")
-    parser.add_argument("--worker", choices=["pair", "scaling", "accuracy"],
+    parser.add_argument("--worker", choices=["pair", "scaling", "accuracy", "transports"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--model", choices=sorted(SHAPES), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -449,7 +500,7 @@ def main():
     args = parser.parse_args()
     if args.worker:
         {"pair": worker_pair, "scaling": worker_scaling,
-         "accuracy": worker_accuracy}[args.worker](args)
+         "accuracy": worker_accuracy, "transports": worker_transports}[args.worker](args)
         return
     sys.path.insert(0, HERE)
     if args.part in ("all", "voxelize"):
@@ -460,6 +511,8 @@ def main():
         bench_accuracy(args)
     if args.part in ("all", "memory"):
         bench_memory(args)
+    if args.part in ("all", "transports"):
+        bench_transports(args)
 
 
 if __name__ == "__main__":
