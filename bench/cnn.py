@@ -396,8 +396,10 @@ def bench_accuracy(args):
 
 def worker_transports(args):
     from hpcml.comm import Comm
+    from hpcml.runtime import keep_freed_memory
     from hpcml.vision.transports import make_transport
 
+    keep_freed_memory()  # as the trainer does
     comm = Comm.world()
     n, bucket = 16 << 20, 1 << 20  # float32 elements: 64 MB, 4 MiB buckets
     names = ["hierarchical", "allreduce"] if comm.spans_nodes else ["shared", "allreduce"]

@@ -183,8 +183,9 @@ class HierarchicalTransport(Transport):
             np.multiply(self.local[lo:hi], np.float32(scale), out=self.result[lo:hi])
             return
         piece = -(-m // nodes)
-        send = np.zeros((nodes, piece), np.float32)
+        send = np.empty((nodes, piece), np.float32)
         send.reshape(-1)[:m] = self.local[lo:hi]
+        send.reshape(-1)[m:] = 0.0
         parts = wait_request(leaders.ialltoall(send))  # row k: node k's sum of my piece
         mine = np.empty(piece, np.float32)
         self._sum_scaled(list(parts), 0, piece, scale, (mine,))
