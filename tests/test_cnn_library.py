@@ -106,3 +106,15 @@ def test_stored_samples_read_the_bits_of_the_split_in_memory(tmp_path):
         assert torch.equal(a.objects(order), b.objects(order))
         np.testing.assert_array_equal(a.y, b.y)
     stored.close()
+
+
+def test_a_file_without_the_split_is_named_once(tmp_path):
+    from hpcml.errors import InputError
+
+    path = tmp_path / "vox.h5"
+    with h5py.File(path, "w") as f:
+        f["classes"] = np.array([b"a"])
+    with pytest.raises(InputError) as caught:
+        load_split(str(path), "train", Comm.self_comm())
+    assert str(caught.value) == (f"{path}: no 'train' samples (not written by "
+                                 f"`hpcml data voxelize|render`?)")

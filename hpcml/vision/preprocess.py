@@ -161,8 +161,16 @@ def load_split(path, split, comm):
                     raise InputError(f"{path}: {split}/x {x.shape} {x.dtype} and {split}/y "
                                      f"{y.shape} are not uint8 samples (objects, orientations, "
                                      f"a, b, c) and one label per object")
+                # What a rank holds of a split: its labels and, in training, the
+                # epoch's order of its samples (8 bytes each).
+                refuse_beyond_memory(8 * x.shape[0] * (1 + x.shape[1]),
+                                     f"{path}: the labels and sample order of the {split} split "
+                                     f"({x.shape[0]} objects x {x.shape[1]} orientations)",
+                                     "fewer --orientations or objects")
                 data = StoredSamples(str(path), split, kind, classes, y[()].astype(np.int64),
                                      x.shape[1:], comm=comm)
+        except InputError:
+            raise
         except FileNotFoundError:
             raise InputError(f"{path}: no such file") from None
         except OSError as exc:

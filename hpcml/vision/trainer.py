@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from hpcml.errors import ConvergenceError, InputError
 from hpcml.partition import block_range
 from hpcml.progress import Progress
-from hpcml.runtime import keep_freed_memory
+from hpcml.runtime import keep_freed_memory, refuse_beyond_memory
 from hpcml.vision.buckets import GradientBuckets
 from hpcml.vision.dataset import validation_split
 from hpcml.vision.model_file import build_network, load_model
@@ -206,6 +206,12 @@ def train(model, arch, data, comm, config, checkpointer=None, device=None, show_
     if model_input_kind(model) != data.kind:
         raise InputError(f"{arch} takes {model_input_kind(model)} but the data hold {data.kind}",
                          collective=True)
+    with comm.guard():
+        # A rank reads its block of each global batch (uint8) and makes it float32.
+        refuse_beyond_memory(-(-config.global_batch // comm.size) * 5
+                             * int(np.prod(data.sample_shape, dtype=np.int64)),
+                             f"a rank's block of a global batch of {config.global_batch} samples "
+                             f"of shape {list(data.sample_shape)}", "a smaller --batch or more ranks")
     broadcast_parameters(model, comm)
     optimizer = make_sgd(model, config, device)
     # Dropout streams differ between ranks (else every rank would drop the same units).
