@@ -1,6 +1,7 @@
 """3-D CNN workload side by side with its peers; prints ratios.
 
-    python bench/cnn.py [--part all|throughput|voxelize|accuracy] [--models voxnet,vcnn1]
+    python bench/cnn.py [--part all|throughput|voxelize|accuracy|memory|transports]
+                        [--models voxnet,vcnn1]
                         [--repeats 5] [--pairs 6] [--steps 3] [--local-batch 16]
                         [--no-factored]
 
@@ -33,6 +34,19 @@ accuracy
     Test accuracy on the synthetic 10-class set after a fixed budget of epochs
     for V-CNN I, V-CNN II and MV-CNN (2 ranks), and of their late fusion with
     weights chosen on a validation split.
+memory
+    Peak RSS (``ru_maxrss``, the largest of 2 ranks) of one epoch of VoxNet
+    training on 30³ voxel files of N and 4N training objects (2 orientations),
+    as ``cnn train`` reads them (batch by batch from the file) and, beside it,
+    with the whole training split loaded on every rank first (how ranks held
+    it before); prints the growth from N to 4N against the data's growth.
+    ``--n-train`` sets N (default 40 here means 500).
+transports
+    Seconds to average 64 MB of gradients in 4 MiB buckets (V-CNN I's size)
+    over 4 ranks on 2 emulated nodes (``MPIR_CVAR_NUM_CLIQUES=2``: traffic
+    between them leaves MPICH's shared-memory transport) by the hierarchical
+    transport and by MPI's allreduce over all ranks, interleaved, median of
+    ``--repeats`` x 5 rounds each; and on one node, shared against allreduce.
 
 trimesh is a bench-only dependency (``pip install trimesh``).
 """
@@ -380,9 +394,93 @@ def bench_accuracy(args):
           f"{fus['test_accuracy']:.3f}; fused / best single = {fus['test_accuracy'] / best:.3f}")
 
 
+def worker_transports(args):
+    from hpcml.comm import Comm
+    from hpcml.runtime import keep_freed_memory
+    from hpcml.vision.transports import make_transport
+
+    keep_freed_memory()  # as the trainer does
+    comm = Comm.world()
+    n, bucket = 16 << 20, 1 << 20  # float32 elements: 64 MB, 4 MiB buckets
+    names = ["hierarchical", "allreduce"] if comm.spans_nodes else ["shared", "allreduce"]
+    transports = {name: make_transport(name, comm, n) for name in names}
+    rng = np.random.default_rng(comm.rank)
+    for t in transports.values():
+        t.local[:] = rng.random(n, dtype=np.float32)
+    seconds = {name: [] for name in names}
+    for _ in range(args.repeats * 5 + 1):  # the first round warms up
+        for name, t in transports.items():
+            comm.barrier()
+            t0 = time.perf_counter()
+            for lo in range(0, n, bucket):
+                t.reduce(lo, lo + bucket, 1.0 / comm.size)
+            comm.barrier()
+            seconds[name].append(time.perf_counter() - t0)
+    for t in transports.values():
+        t.free()
+    if comm.rank == 0:
+        print(json.dumps({"layout": str(comm.topology),
+                          **{k: statistics.median(v[1:]) for k, v in seconds.items()}}))
+
+
+def bench_transports(args):
+    from hpcml.launch import mpiexec_path
+
+    print("\n# averaging 64 MB of gradients (4 MiB buckets), 4 ranks, median seconds")
+    for cliques in (2, 1):
+        env = {**os.environ, "MPIR_CVAR_NUM_CLIQUES": str(cliques)}
+        cmd = [mpiexec_path(), "-n", "4", sys.executable, os.path.abspath(__file__),
+               "--worker", "transports", "--repeats", str(args.repeats)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+        report = json.loads(out.strip().splitlines()[-1])
+        mine = report.get("hierarchical", report.get("shared"))
+        which = "hierarchical" if "hierarchical" in report else "shared"
+        print(f"{report['layout']}: {which} {mine:.4f} s, MPI allreduce {report['allreduce']:.4f} s, "
+              f"allreduce / {which} = {report['allreduce'] / mine:.2f}")
+
+
+def bench_memory(args):
+    import h5py
+
+    from hpcml.launch import mpiexec_path
+
+    n = 500 if args.n_train == 40 else args.n_train
+    script = os.path.join(os.path.dirname(HERE), "tests", "mpi", "cnn_peak_rss.py")
+    rng = np.random.default_rng(0)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for objects in (n, 4 * n):
+            path = os.path.join(tmp, f"vox{objects}.h5")
+            with h5py.File(path, "w") as f:
+                f.attrs["kind"] = "voxels"
+                f["classes"] = np.array([str(c).encode() for c in range(10)])
+                for split, k in (("train", objects), ("test", 20)):
+                    f[f"{split}/y"] = rng.integers(0, 10, k)
+                    x = f.create_dataset(f"{split}/x", (k, 2, 30, 30, 30), np.uint8)
+                    for lo in range(0, k, 256):
+                        x[lo:lo + 256] = rng.random((min(256, k - lo), 2, 30, 30, 30)) < 0.08
+            for extra in ([], ["--in-memory"]):
+                cmd = [mpiexec_path(), "-n", "2", sys.executable, script, path, *extra]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+                report = json.loads(out.strip().splitlines()[-1])
+                rows.append((objects, "in memory" if extra else "read by batch",
+                             report["split_bytes"], max(report["peak_rss_kib"]) / 1024))
+    print("\n# peak RSS of a training rank (max of 2 ranks), VoxNet width 0.25, 30^3 x 2 orientations")
+    print(f"{'objects':>8} {'split MB':>9} {'how':>14} {'peak RSS MiB':>13}")
+    for objects, how, split, rss in rows:
+        print(f"{objects:>8} {split / 1e6:>9.1f} {how:>14} {rss:>13.1f}")
+    for how in ("read by batch", "in memory"):
+        small, big = [r for r in rows if r[1] == how]
+        print(f"{how}: RSS grows {big[3] - small[3]:.1f} MiB from {small[0]} to {big[0]} objects "
+              f"while the split grows {(big[2] - small[2]) / 2**20:.1f} MiB "
+              f"(ratio {(big[3] - small[3]) * 2**20 / (big[2] - small[2]):.3f})")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=["all", "throughput", "voxelize", "accuracy"], default="all")
+    parser.add_argument("--part", choices=["all", "throughput", "voxelize", "accuracy", "memory",
+                                           "transports"],
+                        default="all")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--models", default="voxnet,vcnn1", help="throughput: comma-separated")
     parser.add_argument("--steps", type=int, default=3, help="throughput: steps per epoch")
@@ -396,7 +494,7 @@ def main():
     parser.add_argument("--n-train", type=int, default=40)
     parser.add_argument("--n-test", type=int, default=10)
     parser.add_argument("--width", type=float, default=0.25, help="V-CNN width for accuracy")
-    parser.add_argument("--worker", choices=["pair", "scaling", "accuracy"],
+    parser.add_argument("--worker", choices=["pair", "scaling", "accuracy", "transports"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--model", choices=sorted(SHAPES), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -404,7 +502,7 @@ def main():
     args = parser.parse_args()
     if args.worker:
         {"pair": worker_pair, "scaling": worker_scaling,
-         "accuracy": worker_accuracy}[args.worker](args)
+         "accuracy": worker_accuracy, "transports": worker_transports}[args.worker](args)
         return
     sys.path.insert(0, HERE)
     if args.part in ("all", "voxelize"):
@@ -413,6 +511,10 @@ def main():
         bench_throughput(args)
     if args.part in ("all", "accuracy"):
         bench_accuracy(args)
+    if args.part in ("all", "memory"):
+        bench_memory(args)
+    if args.part in ("all", "transports"):
+        bench_transports(args)
 
 
 if __name__ == "__main__":

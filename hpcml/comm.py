@@ -493,6 +493,19 @@ class Comm:
             request = self.mpi.Iallgatherv(local, [out, (counts, displs)])
         return Request(self, request, out)
 
+    def ialltoall(self, send):
+        """Start sending row ``r`` of ``send`` (shape ``(size, ...)``) to rank
+        ``r``; returns a :class:`Request` whose result holds, in row ``r``,
+        what rank ``r`` sent this rank (the building block of a reduce-scatter
+        whose sum order the caller chooses)."""
+        _contiguous(send, "ialltoall")
+        if send.ndim < 1 or send.shape[0] != self.size:
+            raise ValueError(f"ialltoall: one row per rank ({self.size}), got shape {send.shape}")
+        out = np.empty_like(send)
+        with self._timed("alltoall", send.nbytes):
+            request = self.mpi.Ialltoall(send, out)
+        return Request(self, request, out)
+
     def gatherv(self, local, root=0):
         """Concatenate every rank's array along axis 0 on ``root`` (``None`` elsewhere)."""
         local, shape, dtype, counts, displs = self._vector_layout(local, "gatherv")

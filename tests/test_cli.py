@@ -230,15 +230,18 @@ def test_sizes_beyond_memory_are_refused_before_allocating(tmp_path):
     with h5py.File(tmp_path / "huge.h5", "w") as handle:
         handle.create_dataset("A", shape=(10**7, 10**5), dtype="f8", chunks=(1000, 1000))
         handle.create_dataset("train/x", shape=(10**7, 12, 64, 64, 64), dtype="u1", chunks=(1, 1, 64, 64, 64))
-        handle["train/y"] = np.zeros(1, np.int64)
+        handle.create_dataset("train/y", shape=(10**7,), dtype="i8", chunks=(10**6,))
+        handle.create_dataset("test/x", shape=(1, 12, 64, 64, 64), dtype="u1")
+        handle["test/y"] = np.zeros(1, np.int64)
         handle["classes"] = np.array([b"a"])
         handle.attrs["kind"] = "voxels"
     for argv, message in (
             (["stats", "--input", f"{tmp_path}/huge.h5:/A"], "rows 0..5000000 needs 4000.0 GB on each of 2 ranks"),
             (["data", "matrix", "--rows", 10**7, "--cols", 10**5, "--output", f"{tmp_path}/m.h5:/A"],
              "data matrix 10000000 x 100000 needs 24000.0 GB"),
-            (["cnn", "train", "--data", tmp_path / "huge.h5", "--model", "voxnet", "--output", tmp_path / "m.h5"],
-             "every rank holds the whole split")):
+            # A rank reads its block of each batch, never the split: a batch can be too large.
+            (["cnn", "train", "--data", tmp_path / "huge.h5", "--model", "voxnet", "--batch", 10**8,
+              "--output", tmp_path / "m.h5"], "a rank's block of a global batch of 100000000 samples")):
         if argv[0] == "cnn" and importlib.util.find_spec("torch") is None:
             continue   # the cnn extra is not installed
         result = hpcml(2, *argv)

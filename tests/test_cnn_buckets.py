@@ -72,3 +72,23 @@ def test_refuses_a_thread_level_that_forbids_the_communication_thread():
         GradientBuckets(torch.nn.Linear(2, 2), Funneled())
     # mpi4py asks for "multiple" unless told otherwise.
     assert Comm.self_comm().thread_level == "multiple"
+
+
+def test_transport_names_and_the_shared_transport_across_nodes():
+    from types import SimpleNamespace
+
+    from hpcml.vision.trainer import TrainConfig
+    from hpcml.vision.transports import resolve_transport
+
+    one = SimpleNamespace(spans_nodes=False, topology="1 node(s) x 2 rank(s)")
+    two = SimpleNamespace(spans_nodes=True, topology="2 node(s) x 2 rank(s)")
+    assert resolve_transport("auto", one) == "shared"
+    assert resolve_transport("auto", two) == "hierarchical"
+    assert resolve_transport("allreduce", two) == "allreduce"
+    assert resolve_transport("hierarchical", one) == "hierarchical"
+    with pytest.raises(ValueError, match="needs every rank on one node, not 2 node"):
+        resolve_transport("shared", two)
+    with pytest.raises(ValueError, match="unknown gradient transport 'ring'"):
+        resolve_transport("ring", one)
+    with pytest.raises(ValueError, match="transport must be one of"):
+        TrainConfig(transport="ring")

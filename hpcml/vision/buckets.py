@@ -12,20 +12,27 @@ while backward goes on computing the gradients of earlier layers.  Buckets are
 reduced strictly in bucket order (a bucket that fills early waits for its
 predecessors), because every rank must start its collectives in the same order.
 
-When every rank runs on one node the buckets live in a shared-memory window
-and are summed there (:class:`hpcml.comm.SharedSum`): each rank reads and
+How a bucket is reduced is the job of a transport
+(:mod:`hpcml.vision.transports`, the reducer's communication hook): when
+every rank runs on one node the buckets live in a shared-memory window and
+are summed there (:class:`hpcml.comm.SharedSum`): each rank reads and
 writes a bucket once instead of about five times for MPI's allreduce
-through its bounce buffers.  Across nodes they are allreduced by MPI.  The
-division by the number of ranks is folded into the sum.
+through its bounce buffers.  Across nodes they are summed in shared memory
+inside each node, reduced among the node leaders and shared back
+(hierarchical, as in Horovod), in a documented order that makes 1 node x P
+ranks and P nodes x 1 rank give the same bits.  The division by the number
+of ranks is folded into the sum.
 
-On one node, the large fully connected layers can skip the buckets
-altogether (``factor_rows``): their weight gradient is a sum of outer
-products of each sample's input and output gradient, so the ranks exchange
-these factors, a few hundred KiB a step, and each computes a share of the
-averaged weight gradient's rows from all of them, into shared memory.  The
-idea is Petuum's sufficient-factor broadcasting, here without the broadcast
-of the full product.  For V-CNN I (50 of its 63 MB of gradients in two
-fully connected layers) it takes about 5% of the CPU time off a 2-rank step.
+The large fully connected layers can skip the buckets altogether
+(``factor_rows``): their weight gradient is a sum of outer products of each
+sample's input and output gradient, so the ranks exchange these factors, a
+few hundred KiB a step, and each computes a share of the averaged weight
+gradient's rows from all of them, into shared memory.  The idea is Petuum's
+sufficient-factor broadcasting, here without the broadcast of the full
+product.  For V-CNN I (50 of its 63 MB of gradients in two fully connected
+layers) it takes about 5% of the CPU time off a 2-rank step.  Across nodes
+the leaders allgather their nodes' factors (every rank's factors, instead
+of allreducing the weight gradient), and each node forms the product.
 
 The communication thread waits by testing its request and sleeping in between
 (:func:`hpcml.comm.wait_sleeping`), never by spinning inside MPI.  The main
@@ -51,7 +58,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hpcml.comm import SharedArray, SharedSum, wait_sleeping
+from hpcml.comm import SharedArray
+from hpcml.vision.transports import make_transport, resolve_transport, wait_request
 
 FIRST_BUCKET_BYTES = 1 << 20
 
@@ -137,10 +145,15 @@ class GradientBuckets:
     factor_rows : int
         The most rows (samples) a rank feeds any ``nn.Linear`` layer in one
         step; 0 (default) turns factored gradients off.  When positive, the
-        ranks share a node and the model is on the CPU, every ``nn.Linear``
-        whose weight has more elements than the factors of a step
+        transport shares memory within nodes (not ``allreduce``) and the
+        model is on the CPU, every ``nn.Linear`` whose weight has more
+        elements than the factors of a step
         (``in * out > size * factor_rows * (in + out)``) is factored (see
         Notes); a step that feeds one more rows raises ``ValueError``.
+    transport : str
+        The gradient transport (:mod:`hpcml.vision.transports`): ``auto``
+        (default: ``shared`` on one node, ``hierarchical`` across nodes),
+        ``shared``, ``allreduce`` or ``hierarchical``.
 
     Notes
     -----
@@ -165,7 +178,11 @@ class GradientBuckets:
     gradient ``g`` (its sufficient factors, as in Petuum's sufficient-factor
     broadcasting) to shared memory, and each rank multiplies the factors of
     all ranks for 1/size-th of the weight's rows, straight into one shared
-    copy of the averaged gradient.  For a 4096 x 2048 layer and 16 samples per
+    copy of the averaged gradient (one per node; across nodes the leaders
+    first allgather their nodes' factors).  The rows are cut in ``size``
+    parts whatever the layout, rank ``r`` of a node of ``s`` ranks forming
+    parts ``r, r + s, ...``, and the samples are concatenated in rank order:
+    every layout multiplies the same matrices.  For a 4096 x 2048 layer and 16 samples per
     rank that replaces forming, copying and summing 32 MiB per rank by writing
     16 MiB, in the same number of flops.  The bias takes the bucket path.
     Outside :meth:`start`/:meth:`finish`, and under ``torch.no_grad``, the
@@ -173,7 +190,7 @@ class GradientBuckets:
     """
 
     def __init__(self, model, comm, bucket_bytes=4 << 20, average=True,
-                 first_bucket_bytes=FIRST_BUCKET_BYTES, factor_rows=0):
+                 first_bucket_bytes=FIRST_BUCKET_BYTES, factor_rows=0, transport="auto"):
         if bucket_bytes <= 0 or first_bucket_bytes <= 0:
             raise ValueError(f"bucket sizes must be positive, got {bucket_bytes} and "
                              f"{first_bucket_bytes}")
@@ -188,9 +205,11 @@ class GradientBuckets:
         self._params = params
         self._scale = 1.0 / comm.size if average else 1.0
         self._active = False
-        self._handles, self._reducer, self._shared = [], None, None
+        self._handles, self._reducer, self._transport = [], None, None
         self._windows = ()
-        shared = comm.size > 1 and comm.shares_node()
+        #: The transport's name (``None`` on one rank).
+        self.transport = resolve_transport(transport, comm) if comm.size > 1 else None
+        shared = comm.size > 1 and self.transport != "allreduce"
         #: The factored ``nn.Linear`` layers, in launch order.
         self.factored = []
         if shared and factor_rows and all(p.device.type == "cpu" for p in params):
@@ -204,24 +223,23 @@ class GradientBuckets:
         self._units = self._plan_units(params, bucket_bytes, first_bucket_bytes)
         if comm.size == 1:
             return
-        # All buckets side by side in one vector: in shared memory when the
-        # ranks share a node.
+        # All buckets side by side in one vector, where the transport wants it.
         total = sum(p.numel() for group in self.buckets for p in group)
-        self._shared = SharedSum(comm, total) if shared else None
-        whole = self._shared.local if shared else np.zeros(total, np.float32)
+        self._transport = make_transport(self.transport, comm, total)
+        whole, result = self._transport.local, self._transport.result
         whole[:] = 0.0
         self._slot = {}
-        self._buffers, self._starts = [], []
+        self._buffers, self._results, self._starts = [], [], []
         start = 0
         for b, group in enumerate(self.buckets):
             offsets = np.cumsum([0] + [p.numel() for p in group])
             self._buffers.append(whole[start:start + int(offsets[-1])])
+            self._results.append(result[start:start + int(offsets[-1])])
             self._starts.append(start)
             for p, lo, hi in zip(group, offsets[:-1], offsets[1:]):
                 self._slot[p] = (b, int(lo), int(hi))
             start += int(offsets[-1])
-        reduce = self._sum_shared if shared else self._allreduce
-        self._work = [functools.partial(reduce, b) if kind == "bucket"
+        self._work = [functools.partial(self._reduce, b) if kind == "bucket"
                       else functools.partial(self._product, b) for kind, b in self._units]
         if self.factored:
             self._setup_factors(factor_rows)
@@ -253,27 +271,40 @@ class GradientBuckets:
         return units
 
     def _setup_factors(self, factor_rows):
-        """Shared memory for the factors (per rank) and the averaged weight gradients."""
+        """Shared memory, per node, for every rank's factors and the averaged weight gradients.
+
+        Rank ``r``'s factors of layer ``k`` are row ``position[r]`` of the
+        node's ``(size, width_k)`` window, nodes one after another (so that a
+        leader sends its node's rows in one piece), the row count in the last
+        column (float32 holds it exactly).
+        """
         comm, layers = self.comm, self.factored
+        node = comm.node
         self._factor_rows = factor_rows
-        widths = [factor_rows * (m.in_features + m.out_features) for m in layers]
-        self._factors = SharedArray(comm, (comm.size, sum(widths)), np.float32)
-        self._rows = SharedArray(comm, (comm.size, len(layers)), np.int64)
-        self._averaged = SharedArray(comm, (sum(m.weight.numel() for m in layers),), np.float32)
-        self._windows = (self._factors, self._rows, self._averaged)
-        # Per layer: each rank's (x, g) blocks and the averaged gradient.
+        where = comm.allgather_obj((comm.topology.node_index, node.rank))
+        first = np.concatenate([[0], np.cumsum(comm.topology.ranks_per_node)])
+        self._position = [int(first[k] + r) for k, r in where]
+        me = self._position[comm.rank]
+        self._node_rows = (int(first[comm.topology.node_index]),
+                           int(first[comm.topology.node_index + 1]))
+        self._blocks = [SharedArray(node, (comm.size, factor_rows * (m.in_features + m.out_features)
+                                           + 1), np.float32) for m in layers]
+        self._averaged = SharedArray(node, (sum(m.weight.numel() for m in layers),), np.float32)
+        self._windows = (*self._blocks, self._averaged)
+        # Per layer: this rank's (x, g) blocks, every position's, and the averaged gradient.
         self._x, self._g, self._grad = [], [], []
-        offset = wo = 0
-        for m, width in zip(layers, widths):
-            rank_blocks = torch.from_numpy(self._factors.array[:, offset:offset + width])
+        wo = 0
+        for m, block in zip(layers, self._blocks):
+            rows = torch.from_numpy(block.array)
             self._x.append([b[:factor_rows * m.in_features].view(factor_rows, m.in_features)
-                            for b in rank_blocks])
-            self._g.append([b[factor_rows * m.in_features:].view(factor_rows, m.out_features)
-                            for b in rank_blocks])
+                            for b in rows])
+            self._g.append([b[factor_rows * m.in_features:-1].view(factor_rows, m.out_features)
+                            for b in rows])
             n = m.weight.numel()
             self._grad.append(torch.from_numpy(self._averaged.array[wo:wo + n])
                               .view_as(m.weight))
-            offset, wo = offset + width, wo + n
+            wo += n
+        self._me = me
         for k, m in enumerate(layers):
             m.forward = functools.partial(self._factored_forward, k, m)
 
@@ -307,17 +338,9 @@ class GradientBuckets:
 
     # -- the bucket path ----------------------------------------------------------
 
-    def _sum_shared(self, b):
+    def _reduce(self, b):
         lo = self._starts[b]
-        self._shared.sum(lo, lo + self._buffers[b].shape[0], scale=self._scale)
-
-    def _allreduce(self, b):
-        buf = self._buffers[b]
-        request = self.comm.iallreduce(buf, op="sum")
-        wait_sleeping(request.test)
-        request.wait()
-        if self._scale != 1.0:
-            buf *= self._scale
+        self._transport.reduce(lo, lo + self._buffers[b].shape[0], self._scale)
 
     # -- the factored path --------------------------------------------------------
 
@@ -337,23 +360,37 @@ class GradientBuckets:
         if n > self._factor_rows:
             raise ValueError(f"{n} rows reached factored layer {self.factored[k]}, more than "
                              f"factor_rows={self._factor_rows}")
-        self._x[k][self.comm.rank][:n] = x
-        self._g[k][self.comm.rank][:n] = g
-        self._rows.array[self.comm.rank, k] = n
+        self._x[k][self._me][:n] = x
+        self._g[k][self._me][:n] = g
+        self._blocks[k].array[self._me, -1] = n
+        layer = self.factored[k]
+        self.comm.stats.count("shared_factors", 4 * n * (layer.in_features + layer.out_features))
         self._arrived(key, ("product", k))
 
     def _product(self, k):
         """This rank's rows of layer ``k``'s averaged weight gradient, from every rank's factors."""
-        self._shared.barrier(*self._windows)  # every rank's factors are written
-        rows = self._rows.array[:, k]
-        x = torch.cat([xr[:n] for xr, n in zip(self._x[k], rows)])
-        g = torch.cat([gr[:n] for gr, n in zip(self._g[k], rows)])
+        comm, block = self.comm, self._blocks[k]
+        self._transport.node_barrier(*self._windows)  # the node's factors are written
+        if comm.spans_nodes:
+            if comm.leaders is not None:
+                lo, hi = self._node_rows
+                width = block.array.shape[1]
+                counts = np.asarray(comm.topology.ranks_per_node, np.int64) * width
+                every = wait_request(comm.leaders.iallgatherv(block.array[lo:hi].reshape(-1), counts))
+                block.array[:] = every.reshape(block.array.shape)
+                comm.stats.count("leaders_allgatherv", every.nbytes)
+            self._transport.node_barrier(*self._windows)  # every node's factors are here
+        order = [self._position[r] for r in range(comm.size)]
+        rows = block.array[:, -1].astype(np.int64)
+        x = torch.cat([self._x[k][p][:rows[p]] for p in order])
+        g = torch.cat([self._g[k][p][:rows[p]] for p in order])
         if self._scale != 1.0:
             g *= self._scale
-        cuts = np.linspace(0, g.shape[1], self.comm.size + 1).astype(np.int64)
-        a, b = int(cuts[self.comm.rank]), int(cuts[self.comm.rank + 1])
-        torch.mm(g[:, a:b].t(), x, out=self._grad[k][a:b])
-        self._shared.barrier(*self._windows)  # every rank's rows are written
+        cuts = np.linspace(0, g.shape[1], comm.size + 1).astype(np.int64)
+        for part in range(comm.node.rank, comm.size, comm.node.size):
+            a, b = int(cuts[part]), int(cuts[part + 1])
+            torch.mm(g[:, a:b].t(), x, out=self._grad[k][a:b])
+        self._transport.node_barrier(*self._windows)  # every part is written
 
     def finish(self):
         """Launch the rest, wait for every unit in order and store averaged gradients."""
@@ -374,7 +411,7 @@ class GradientBuckets:
                     self._arrived(p, ("bucket", b))
         for k in range(len(self.factored)):
             if ("factors", k) not in self._seen:
-                self._rows.array[self.comm.rank, k] = 0
+                self._blocks[k].array[self._me, -1] = 0
                 self._arrived(("factors", k), ("product", k))
         self._active = False
         for u, (kind, i) in enumerate(self._units):
@@ -388,7 +425,7 @@ class GradientBuckets:
                 weight = self.factored[i].weight
                 weight.grad = self._grad[i]
                 continue
-            buf = self._buffers[i]
+            buf = self._results[i]
             for p in self.buckets[i]:
                 _, lo, hi = self._slot[p]
                 average = torch.from_numpy(buf[lo:hi]).view_as(p)
@@ -402,7 +439,7 @@ class GradientBuckets:
         for layer in self.factored:
             layer.__dict__.pop("forward", None)
         if self._reducer is not None:
-            if self._shared is not None:  # the shared windows go: keep the gradients
+            if self._transport is not None:  # the shared windows go: keep the gradients
                 for p in self._params:
                     if p.grad is not None and p.device.type == "cpu":
                         p.grad = p.grad.clone()
@@ -412,9 +449,8 @@ class GradientBuckets:
             # collective) is then left behind rather than joined.
             if not self._active and all(d.is_set() for d in getattr(self, "_done", [])):
                 self._reducer.join()
-                if self._shared is not None:
-                    self._shared.free()
                 for window in self._windows:
                     window.free()
-            self._shared = None
+                self._transport.free()
+            self._transport = None
             self._reducer = None

@@ -95,6 +95,11 @@ def register(subparsers, common):
                        default=True,
                        help="ranks on one node exchange the inputs and output gradients of "
                             "large fully connected layers instead of their weight gradients")
+    train.add_argument("--gradient-transport", choices=["auto", "shared", "allreduce", "hierarchical"],
+                       default="auto",
+                       help="how gradient buckets are averaged: auto (shared memory on one node, "
+                            "hierarchical across nodes), shared, allreduce (MPI over all ranks) or "
+                            "hierarchical (shared memory per node, then MPI among node leaders)")
     train.add_argument("--val-fraction", type=float, default=0.0,
                        help="fraction of training objects held out for choosing fusion weights")
     add_arguments(train)
@@ -170,7 +175,8 @@ def run_train(args, comm):
                              momentum=args.momentum, weight_decay=args.weight_decay,
                              schedule=args.schedule, step_epochs=args.step_epochs,
                              gamma=args.gamma, bucket_mb=args.bucket_mb,
-                             factored=args.factored_gradients, seed=args.seed)
+                             factored=args.factored_gradients,
+                             transport=args.gradient_transport, seed=args.seed)
     except ValueError as exc:
         raise InputError(f"cnn train: {exc}", collective=True) from None
     fit = fit_and_score(args.data, args.model, comm, config, width=args.width,

@@ -29,7 +29,7 @@ from hpcml.kernels.render import render_views
 from hpcml.kernels.voxelize import voxelize_orientations
 from hpcml.partition import block_range
 from hpcml.runtime import refuse_beyond_memory
-from hpcml.vision.dataset import SampleSet
+from hpcml.vision.dataset import StoredSamples
 
 log = logging.getLogger("hpcml")
 SPLITS = ("train", "test")
@@ -136,11 +136,15 @@ def preprocess(root, output, comm, kind, options, on_bad_mesh="fail", splits=SPL
 
 
 def load_split(path, split, comm):
-    """Read one split of a preprocessed file on every rank (collective on errors).
+    """Open one split of a preprocessed file on every rank (collective on errors).
+
+    Only the labels are read now; each rank reads its samples batch by batch
+    (:class:`~hpcml.vision.dataset.StoredSamples`), so its memory does not
+    grow with the data set.
 
     Returns
     -------
-    SampleSet
+    StoredSamples
     """
     data = None
     with comm.guard():
@@ -152,12 +156,21 @@ def load_split(path, split, comm):
                 kind = handle.attrs.get("kind")
                 kind = kind.decode() if isinstance(kind, bytes) else str(kind)
                 classes = [c.decode() for c in handle["classes"][()]]
-                x = handle[f"{split}/x"]
-                refuse_beyond_memory(x.size * x.dtype.itemsize, f"{path}: the {split} split ({x.shape})",
-                                     "every rank holds the whole split: fewer ranks per node, fewer "
-                                     "--orientations or views, or a smaller --grid or --size")
-                data = SampleSet(handle[f"{split}/x"][()], handle[f"{split}/y"][()].astype(np.int64),
-                                 kind, classes)
+                x, y = handle[f"{split}/x"], handle[f"{split}/y"]
+                if x.ndim != 5 or x.dtype != np.uint8 or y.shape != (x.shape[0],):
+                    raise InputError(f"{path}: {split}/x {x.shape} {x.dtype} and {split}/y "
+                                     f"{y.shape} are not uint8 samples (objects, orientations, "
+                                     f"a, b, c) and one label per object")
+                # What a rank holds of a split: its labels and, in training, the
+                # epoch's order of its samples (8 bytes each).
+                refuse_beyond_memory(8 * x.shape[0] * (1 + x.shape[1]),
+                                     f"{path}: the labels and sample order of the {split} split "
+                                     f"({x.shape[0]} objects x {x.shape[1]} orientations)",
+                                     "fewer --orientations or objects")
+                data = StoredSamples(str(path), split, kind, classes, y[()].astype(np.int64),
+                                     x.shape[1:], comm=comm)
+        except InputError:
+            raise
         except FileNotFoundError:
             raise InputError(f"{path}: no such file") from None
         except OSError as exc:

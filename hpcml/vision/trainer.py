@@ -39,13 +39,14 @@ import torch.nn.functional as F
 from hpcml.errors import ConvergenceError, InputError
 from hpcml.partition import block_range
 from hpcml.progress import Progress
-from hpcml.runtime import keep_freed_memory
+from hpcml.runtime import keep_freed_memory, refuse_beyond_memory
 from hpcml.vision.buckets import GradientBuckets
 from hpcml.vision.dataset import validation_split
 from hpcml.vision.model_file import build_network, load_model
 from hpcml.vision.models import model_input_kind, orientation_pooled_scores
 from hpcml.vision.preprocess import load_split
 from hpcml.vision.sampler import DistributedSampler
+from hpcml.vision.transports import TRANSPORTS
 
 
 @dataclass
@@ -64,12 +65,17 @@ class TrainConfig:
     #: Factored gradients for the large fully connected layers
     #: (:class:`~hpcml.vision.buckets.GradientBuckets`, ``factor_rows``).
     factored: bool = True
+    #: Gradient transport (:mod:`hpcml.vision.transports`): auto, shared,
+    #: allreduce or hierarchical.
+    transport: str = "auto"
     seed: int = 0
     eval_batch: int = 64
 
     def __post_init__(self):
         if self.schedule not in ("step", "cosine", "constant"):
             raise ValueError(f"schedule must be step, cosine or constant, got {self.schedule!r}")
+        if self.transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {self.transport!r}")
         if self.epochs < 0 or self.global_batch < 1 or self.lr <= 0 or self.bucket_mb <= 0:
             raise ValueError("epochs >= 0, global_batch >= 1, lr > 0 and bucket_mb > 0 required")
 
@@ -200,6 +206,12 @@ def train(model, arch, data, comm, config, checkpointer=None, device=None, show_
     if model_input_kind(model) != data.kind:
         raise InputError(f"{arch} takes {model_input_kind(model)} but the data hold {data.kind}",
                          collective=True)
+    with comm.guard():
+        # A rank reads its block of each global batch (uint8) and makes it float32.
+        refuse_beyond_memory(-(-config.global_batch // comm.size) * 5
+                             * int(np.prod(data.sample_shape, dtype=np.int64)),
+                             f"a rank's block of a global batch of {config.global_batch} samples "
+                             f"of shape {list(data.sample_shape)}", "a smaller --batch or more ranks")
     broadcast_parameters(model, comm)
     optimizer = make_sgd(model, config, device)
     # Dropout streams differ between ranks (else every rank would drop the same units).
@@ -218,9 +230,12 @@ def train(model, arch, data, comm, config, checkpointer=None, device=None, show_
             global_step = int(ckpt.iteration)
             if start_step >= n_steps:
                 start_epoch, start_step = start_epoch + 1, 0
-    buckets = GradientBuckets(model, comm, bucket_bytes=int(config.bucket_mb * (1 << 20)),
-                              factor_rows=-(-config.global_batch // comm.size)
-                              if config.factored else 0)
+    try:
+        buckets = GradientBuckets(model, comm, bucket_bytes=int(config.bucket_mb * (1 << 20)),
+                                  factor_rows=-(-config.global_batch // comm.size)
+                                  if config.factored else 0, transport=config.transport)
+    except ValueError as exc:  # every rank sees the same layout: the same verdict
+        raise InputError(f"cnn train: {exc}", collective=True) from None
     history, epochs, steps_here = [], [], 0
     try:
         for epoch in range(start_epoch, config.epochs):

@@ -7,6 +7,12 @@ spreads over many of them; the last rank gets an empty batch on purpose and
 contributes zeros.  Then the same with the head's first fully connected layer
 factored (its weight gradient formed from every rank's factors), and the
 error for more rows than the factors have room for.
+
+Run under ``MPIR_CVAR_NUM_CLIQUES`` too: every transport is checked, and the
+ones that promise a sum order (shared, hierarchical) must give exactly the
+float32 fold of that order -- node sums in rank order, then over the nodes in
+node order -- computed here with numpy.  The bytes each step records per kind
+must be the bucket bytes of :mod:`hpcml.vision.transports`.
 """
 
 import sys
@@ -51,6 +57,55 @@ mine = local_grads()
 flat = np.concatenate([g.ravel() for g in mine])[None, :]
 every = comm.allgatherv(flat)
 expected = every.mean(axis=0)
+node_of = comm.allgather_obj(comm.topology.node_index)
+
+
+def fold(rows):
+    total = rows[0].copy()
+    for row in rows[1:]:
+        total += row  # float32, one addition at a time
+    return total
+
+
+def promised(every):
+    """The documented order: fold over nodes of the fold over each node's ranks."""
+    if comm.size == 1:
+        return every[0]
+    nodes = [fold([every[r] for r in range(comm.size) if node_of[r] == k])
+             for k in range(comm.topology.nodes)]
+    return fold(nodes) * np.float32(1.0 / comm.size)
+
+
+ordered = promised(every)
+
+transports = ["auto", "allreduce", "hierarchical"] + ([] if comm.spans_nodes else ["shared"])
+for transport in transports:
+    buckets = GradientBuckets(model, comm, bucket_bytes=2048, first_bucket_bytes=512,
+                              transport=transport)
+    before = dict(comm.stats.kinds)
+    got = averaged_grads(buckets)
+    if buckets.transport == "allreduce" or comm.size == 1:
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    else:
+        assert np.array_equal(got, ordered), (transport, np.abs(got - ordered).max())
+    # Payload bytes of the step, per kind, against the bucket bytes.
+    step = {k: v[1] - before.get(k, (0, 0))[1] for k, v in comm.stats.kinds.items()}
+    step = {k: v for k, v in step.items() if v}
+    bucket_bytes = 4 * sum(buckets.bucket_sizes)
+    if comm.size == 1:
+        want = {}
+    elif buckets.transport == "allreduce":
+        want = {"allreduce": bucket_bytes}
+    elif buckets.transport == "shared":
+        want = {"shared_sum": bucket_bytes}
+    else:
+        want = {}
+        if comm.node.size > 1:
+            want["shared_sum"] = bucket_bytes
+        if comm.leaders is not None:
+            want["leaders_allreduce"] = bucket_bytes
+    assert step == want, (transport, step, want)
+    buckets.remove()
 
 buckets = GradientBuckets(model, comm, bucket_bytes=2048, first_bucket_bytes=512)
 assert len(buckets.bucket_sizes) > 5, buckets.bucket_sizes
@@ -65,11 +120,7 @@ order = [p for group in buckets.buckets for p in group]
 assert [id(p) for p in order] == [id(p) for p in reversed(params)]
 for _ in range(2):  # twice: the buffers are reused between steps
     got = averaged_grads(buckets)
-    if comm.size <= 2:
-        # (a + b) / 2 and a / 1 are exact in float32 whatever the order.
-        assert np.array_equal(got, expected), np.abs(got - expected).max()
-    else:
-        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    assert np.array_equal(got, ordered), np.abs(got - ordered).max()
 buckets.remove()
 # The gradients outlive the buckets' shared memory (views are replaced by copies).
 after = np.concatenate([p.grad.numpy().ravel() for p in params])
@@ -87,8 +138,7 @@ is_fc = np.concatenate([np.full(p.numel(), p is fc.weight) for p in params])
 for _ in range(2):
     got = averaged_grads(buckets)
     np.testing.assert_allclose(got[is_fc], expected[is_fc], rtol=1e-5, atol=1e-7)
-    if comm.size <= 2:
-        assert np.array_equal(got[~is_fc], expected[~is_fc])
+    assert np.array_equal(got[~is_fc], ordered[~is_fc])
 # Every rank holds the same bits of the factored gradient.
 fc_grad = fc.weight.grad.numpy().ravel().copy()
 assert np.array_equal(comm.allreduce(fc_grad.copy(), "max"), comm.allreduce(fc_grad.copy(), "min"))
