@@ -177,6 +177,21 @@ def gather_linear(n, p, net):
     return (p - 1) * net.alpha + (p - 1) / p * n * net.beta
 
 
+def alltoall_pairwise(n, p, net):
+    """(P−1)α + (P−1)/P·nβ for n bytes sent in all by each rank (pairwise exchange)."""
+    return (p - 1) * net.alpha + (p - 1) / p * n * net.beta
+
+
+def point_to_point(n, p, net):
+    """α + nβ: one message to one neighbour (LDA's ring of word blocks)."""
+    return net.alpha + n * net.beta
+
+
+def shared_copy(n, p, net):
+    """nβ: writing n bytes into a node's shared memory (no message)."""
+    return n * net.beta
+
+
 def latency_only(n, p, net):
     """⌈log₂P⌉α: small control messages (pickled objects, barriers)."""
     return log2_ceil(p) * net.alpha
@@ -213,6 +228,10 @@ def flat_algorithm(kind, n, p, large="rabenseifner"):
         return allgather_ring
     if kind == "gatherv":
         return gather_linear
+    if kind == "alltoall":
+        return alltoall_pairwise
+    if kind in ("send", "recv"):
+        return point_to_point
     return latency_only
 
 
@@ -242,6 +261,14 @@ def collective_seconds(kind, n, nodes, per_node, network, shm=SHARED_MEMORY, lar
         cost = flat_algorithm(kind, n, ranks, large)
         return cost(n, ranks, net), cost.__name__
 
+    if kind.startswith("leaders_"):
+        # Counted by the node leaders only: one level, among the nodes.
+        if nodes == 1:
+            return 0.0, "none"
+        cost = flat_algorithm(kind[len("leaders_"):], n, nodes, large)
+        return cost(n, nodes, network), f"{cost.__name__} among leaders"
+    if kind == "shared_factors":
+        return shared_copy(n, per_node, shm), "shared_copy"
     if nodes == 1:
         return one_level(p, shm)
     if kind in HIERARCHICAL and per_node > 1:

@@ -276,3 +276,16 @@ def test_default_chart_path_is_checked_like_any_output(run_output, tmp_path, cap
     (tmp_path / "run-scale.png").mkdir()
     assert main(["scale", str(run), "--network", "ib-hdr", "--nodes", "1,2"]) == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_kinds_of_the_node_aware_paths():
+    """The CNN's leaders-only collectives cost one level among the nodes, its
+    shared factors only shared-memory bandwidth, LDA's ring one message."""
+    n = 1 << 20
+    seconds, how = scale.collective_seconds("leaders_allreduce", n, 4, 8, NET, SHM)
+    assert seconds == pytest.approx(scale.allreduce_rabenseifner(n, 4, NET)) and "leaders" in how
+    assert scale.collective_seconds("leaders_allreduce", n, 1, 8, NET, SHM) == (0.0, "none")
+    assert scale.collective_seconds("shared_factors", n, 4, 8, NET, SHM)[0] == pytest.approx(n * SHM.beta)
+    assert scale.collective_seconds("send", n, 2, 1, NET, SHM)[0] == pytest.approx(NET.alpha + n * NET.beta)
+    seconds, _ = scale.collective_seconds("alltoall", n, 4, 1, NET, SHM)
+    assert seconds == pytest.approx(3 * NET.alpha + 0.75 * n * NET.beta)
