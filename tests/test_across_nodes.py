@@ -142,6 +142,21 @@ def test_resumed_equals_uninterrupted(outputs, stopped, whole):
         _same_bits(a, b, f"{stopped} vs {whole} on {layout}")
 
 
+def test_stopped_on_two_nodes_resumed_on_one(outputs, tmp_path):
+    """A checkpoint belongs to the rank count, not to the placement: stats and
+    LDA (replicated layout) stopped on 2 nodes x 2 and resumed with the 4
+    ranks on one node equal the uninterrupted runs on one node."""
+    data, folders = outputs
+    script = os.path.join(MPI_SCRIPTS, "run_across_nodes.py")
+    for nodes, jobs in ((2, ("stats-stopped", "lda-stopped")), (1, ("stats-resumed", "lda-resumed"))):
+        done = mpirun(4, [sys.executable, script, "jobs", str(data), str(tmp_path), *jobs], timeout=120,
+                      env=_env(nodes))
+        assert done.returncode == 0, done
+    for resumed, whole in (("stats-resumed", "stats"), ("lda-resumed", "lda-dense")):
+        _same_bits(_datasets(tmp_path / f"{resumed}.h5"), _datasets(folders[4, 1] / f"{whole}.h5"),
+                   f"{resumed} (stopped on 2 nodes) vs {whole} on 1 node")
+
+
 def _topic_distance(word_topic, phi):
     """Mean total-variation distance between the learned topics and the
     true ones, under the best matching of the two."""
