@@ -324,6 +324,15 @@ def test_communication_of_lda(outputs):
             assert nbytes >= S * 8 * ranks + 16
 
 
+@pytest.mark.parametrize("ranks, nodes", [(4, 2), (3, 3)])
+def test_communication_of_lda_sparse_exchange(outputs, ranks, nodes):
+    """LDA, replicated layout, sparse exchange: per exchange 8P bytes of
+    change counts and 8 bytes per changed token of every rank, counted by
+    the script itself sweep by sweep."""
+    data, _ = outputs
+    mpi_script(ranks, "check_lda_exchange_bytes.py", data / "corpus.h5", env=_env(nodes))
+
+
 def test_lda_infer_exchanges_nothing(outputs):
     """lda infer: each rank folds its own documents into the fixed model;
     its iterations (blocks of documents) send no message."""
