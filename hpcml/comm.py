@@ -334,12 +334,22 @@ class Comm:
     mpi_comm : mpi4py.MPI.Comm
         The communicator to wrap.  Algorithms receive the wrapper, never the
         raw communicator.
+    deterministic : bool
+        Sum floating-point arrays in rank order (:meth:`allreduce`), the
+        same bits whatever the node layout (default).  ``False`` leaves the
+        order to MPI: MPICH reduces inside each node first when ranks span
+        nodes, so 4 ranks as 2 nodes x 2 then round differently from 4 ranks
+        on one node.
     """
 
-    def __init__(self, mpi_comm, _one_node=False):
+    def __init__(self, mpi_comm, _one_node=False, deterministic=True):
         self.mpi = mpi_comm
         self.rank = mpi_comm.Get_rank()
         self.size = mpi_comm.Get_size()
+        #: Floating-point sums (:meth:`allreduce`) add the ranks' arrays in
+        #: rank order, so that their bits depend on the rank count alone,
+        #: never on the node layout or the MPI library's choice of algorithm.
+        self.deterministic = bool(deterministic)
         self.stats = Timings()
         # A private duplicate on which only failing ranks meet, so that an
         # error agreement can never match a collective of the algorithm.
@@ -382,7 +392,8 @@ class Comm:
                 node_mpi.Free()
         if one_node:
             # The one leader needs no communication: a communicator of itself.
-            leaders = Comm(MPI.COMM_SELF, _one_node=True) if self.rank == 0 else None
+            leaders = (Comm(MPI.COMM_SELF, _one_node=True, deterministic=self.deterministic)
+                       if self.rank == 0 else None)
             return Topology(0, (self.size,)), self, leaders
         leader = node_mpi.Get_rank() == 0
         leaders_mpi = self.mpi.Split(0 if leader else MPI.UNDEFINED, self.rank)
@@ -390,8 +401,8 @@ class Comm:
         index = node_mpi.bcast(leaders_mpi.Get_rank() if leader else None, root=0)
         node_of_rank = self.mpi.allgather(index)
         per_node = tuple(int(c) for c in np.bincount(node_of_rank))
-        node = Comm(node_mpi, _one_node=True)
-        leaders = Comm(leaders_mpi, _one_node=True) if leader else None
+        node = Comm(node_mpi, _one_node=True, deterministic=self.deterministic)
+        leaders = Comm(leaders_mpi, _one_node=True, deterministic=self.deterministic) if leader else None
         if leader:
             # Each leader is alone on its node: its own topology says so.
             leaders.topology = Topology(leaders.rank, (1,) * leaders.size)
@@ -421,15 +432,69 @@ class Comm:
     # -- buffer collectives ---------------------------------------------------
 
     def allreduce(self, arr, op="sum"):
-        """Reduce ``arr`` over all ranks, in place, and return it."""
+        """Reduce ``arr`` over all ranks, in place, and return it.
+
+        With :attr:`deterministic` (the default) a floating-point sum adds
+        the ranks' arrays in rank order, ``((a₀ + a₁) + a₂) + …``, every
+        element, on every rank: the result depends on the number of ranks
+        but not on how they are placed on nodes (:meth:`_ordered_sum`).
+        Integer sums, ``max`` and ``min`` are exact in any order and go to
+        MPI as they are.
+        """
         _contiguous(arr, "allreduce")
         with self._timed("allreduce", arr.nbytes):
             if self.size > 1:
-                self.mpi.Allreduce(MPI.IN_PLACE, arr, op=_op(op))
+                if self.deterministic and op == "sum" and arr.dtype.kind in "fc":
+                    self._ordered_sum(arr.reshape(-1))
+                else:
+                    self.mpi.Allreduce(MPI.IN_PLACE, arr, op=_op(op))
         return arr
 
+    #: Up to this many bytes gathered per rank (its array times the rank
+    #: count), :meth:`_ordered_sum` gathers every rank's array whole: one
+    #: collective, the latency of an allreduce for the short vectors of the
+    #: iterative methods.
+    ORDERED_GATHER_BYTES = 1 << 18
+
+    def _ordered_sum(self, flat):
+        """Replace the 1-D ``flat`` by its sum over the ranks, added in rank order.
+
+        MPI leaves the order of a reduction to the library, and MPICH picks
+        it by node layout: across nodes it sums inside each node first
+        (``(a₀ + a₂) + (a₁ + a₃)`` on 2 nodes x 2, ``(a₀ + a₁) + (a₂ + a₃)``
+        on one node), so floating-point results differ in the last bits.
+        Here each element is summed by one rank from all ranks' values in
+        rank order and the sums are shared: short arrays are gathered whole
+        on every rank; longer ones are split into one block per rank, each
+        rank receives every rank's part of its block (all-to-all), sums it
+        and the blocks are all-gathered back, which moves ``2(P-1)/P`` of
+        the array per rank, as a ring allreduce does.
+        """
+        P, n = self.size, flat.size
+        if P * flat.nbytes <= self.ORDERED_GATHER_BYTES:
+            parts = np.empty((P, n), flat.dtype)
+            self.mpi.Allgather(flat, parts)
+            mine = flat
+        else:
+            cuts = np.linspace(0, n, P + 1).astype(np.int64)
+            counts, displs = np.diff(cuts), cuts[:-1]
+            width = int(counts[self.rank])
+            parts = np.empty((P, width), flat.dtype)
+            self.mpi.Alltoallv([flat, (counts, displs)],
+                               [parts, (np.full(P, width), np.arange(P) * width)])
+            mine = np.empty(width, flat.dtype)
+        np.copyto(mine, parts[0])
+        for part in parts[1:]:
+            mine += part
+        if mine is not flat:
+            self.mpi.Allgatherv(mine, [flat, (counts, displs)])
+
     def iallreduce(self, arr, op="sum"):
-        """Start an in-place allreduce of ``arr``; returns a :class:`Request`."""
+        """Start an in-place allreduce of ``arr``; returns a :class:`Request`.
+
+        The order of a floating-point sum is MPI's (not :attr:`deterministic`):
+        its users (gradient buckets) overlap it with computation.
+        """
         _contiguous(arr, "iallreduce")
         with self._timed("allreduce", arr.nbytes):
             request = self.mpi.Iallreduce(MPI.IN_PLACE, arr, op=_op(op))

@@ -121,6 +121,7 @@ def golub_kahan(op, k, tol, max_iter, seed, ncv=None):
             else:
                 Q[:, i + 1] = 0.0
                 beta = 0.0
+            comm.mark_iteration()   # one bidiagonalisation step
         X, sigma, Yt = np.linalg.svd(B)
         residuals = beta * np.abs(X[size - 1, :])
         # Relative to each σᵢ (floored at rounding level), so that small

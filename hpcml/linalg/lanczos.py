@@ -36,7 +36,9 @@ class _Driver:
     def __call__(self, v):
         v = np.asarray(v, dtype=np.float64).reshape(self.n)
         self.op.comm.bcast(np.concatenate([[_PRODUCT], v]), root=0)
-        return self.op.normal(v)
+        product = self.op.normal(v)
+        self.op.comm.mark_iteration()   # one Lanczos step: one product
+        return product
 
     def stop(self):
         self.op.comm.bcast(np.array([_STOP]), root=0)
@@ -49,6 +51,7 @@ def _serve(op):
         if message[0] == _STOP:
             return
         op.normal(np.ascontiguousarray(message[1:]))
+        op.comm.mark_iteration()
 
 
 def lanczos(op, k, tol, max_iter, seed, ncv=None):

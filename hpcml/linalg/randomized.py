@@ -65,8 +65,10 @@ def randomized(op, k, tol, max_iter, seed, oversampling=10, power_iterations=Non
             bound = np.maximum(tol * np.sqrt(top * np.maximum(values, 0.0)), 100 * np.finfo(float).eps * top)
             converged = int(np.sum(residual <= bound))
             if comm.bcast_obj(converged == k, root=0):
+                comm.mark_iteration()
                 return omega, {"iterations": iterations, "converged": k, "message": ""}
         omega, _ = np.linalg.qr(Z)
+        comm.mark_iteration()   # one power iteration
     if power_iterations is not None:
         # A fixed count promises nothing: the caller's measured residuals judge.
         return omega, {"iterations": iterations, "converged": None, "message": ""}

@@ -126,6 +126,7 @@ def scd(f, op, dual_prox, mu, residual, optimality=None, complementarity=None, x
         F = ConjugateSmoothed(f, mu, center)
 
         def feasible(k, y_k, _value, Lx, F=F):
+            op.comm.mark_iteration()   # one dual iteration
             if k % check_every:
                 return False
             x_k = F.local(Lx)[1]

@@ -216,6 +216,7 @@ class TopicModel:
             parts.append(kern.fold_in(doc_ptr[lo:hi + 1] - doc_ptr[lo], words[doc_ptr[lo]:doc_ptr[hi]],
                                       self.word_topic, self.topic_totals, self.alpha, self.beta, state,
                                       sweeps=sweeps, mh_steps=mh_steps, rows=rows))
+            self.comm.mark_iteration()   # one block of documents (no messages)
         return proportions(np.concatenate(parts), self.alpha)
 
     def perplexity(self, heldout, *, sweeps=20, mh_steps=2, seed=0):
