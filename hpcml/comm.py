@@ -725,7 +725,8 @@ class Comm:
         mine = self.stats.per_iteration()
         everyone = self.allgather_obj(mine)
         report = {"iterations": self.stats.iterations, "ranks": self.size,
-                  "ranks_per_node": list(self.topology.ranks_per_node)}
+                  "ranks_per_node": list(self.topology.ranks_per_node),
+                  "ordered_sums": self.deterministic}
         if any(r is None for r in everyone):
             return {**report, "iterations": 0}
 

@@ -114,6 +114,8 @@ SHARED_MEMORY = Network("shared memory", 0.3e-6, 1 / 8e9,
 
 #: MPICH's switch points (its CVAR defaults).
 ALLREDUCE_SHORT = 2048
+#: hpcml.comm.Comm.ORDERED_GATHER_BYTES (not imported: this module needs no MPI).
+ORDERED_GATHER_BYTES = 1 << 18
 BCAST_SHORT, BCAST_MIN_PROCS = 12288, 8
 ALLGATHER_SHORT, ALLGATHER_LONG = 81920, 524288
 
@@ -192,6 +194,15 @@ def shared_copy(n, p, net):
     return n * net.beta
 
 
+def allreduce_rank_order(n, p, net):
+    """hpcml's layout-independent float sum (:meth:`hpcml.comm.Comm._ordered_sum`):
+    the whole arrays all-gathered while P·n is short, else an all-to-all of
+    blocks, their sums by their owners, and a ring all-gather of the sums."""
+    if p * n <= ORDERED_GATHER_BYTES:
+        return allgather_recursive_doubling(p * n, p, net)
+    return alltoall_pairwise(n, p, net) + allgather_ring(n, p, net)
+
+
 def latency_only(n, p, net):
     """⌈log₂P⌉α: small control messages (pickled objects, barriers)."""
     return log2_ceil(p) * net.alpha
@@ -235,7 +246,8 @@ def flat_algorithm(kind, n, p, large="rabenseifner"):
     return latency_only
 
 
-def collective_seconds(kind, n, nodes, per_node, network, shm=SHARED_MEMORY, large="rabenseifner"):
+def collective_seconds(kind, n, nodes, per_node, network, shm=SHARED_MEMORY, large="rabenseifner",
+                       ordered=False):
     """Seconds of one ``kind`` call moving ``n`` payload bytes on ``nodes`` × ``per_node`` ranks.
 
     Parameters
@@ -246,6 +258,10 @@ def collective_seconds(kind, n, nodes, per_node, network, shm=SHARED_MEMORY, lar
     network, shm : Network
         Between nodes, and inside a node.
     large : {"rabenseifner", "ring"}
+    ordered : bool
+        The run summed floating-point arrays in rank order (the default of
+        :class:`hpcml.comm.Comm`): an ``allreduce`` then costs
+        :func:`allreduce_rank_order` over all ranks, one level.
 
     Returns
     -------
@@ -256,6 +272,8 @@ def collective_seconds(kind, n, nodes, per_node, network, shm=SHARED_MEMORY, lar
     p = nodes * per_node
     if p == 1:
         return 0.0, "none"
+    if ordered and kind == "allreduce":
+        return allreduce_rank_order(n, p, network if nodes > 1 else shm), "allreduce_rank_order"
 
     def one_level(ranks, net):
         cost = flat_algorithm(kind, n, ranks, large)
@@ -295,6 +313,8 @@ class Profile:
         Per iteration, the slowest rank's.
     collectives : dict
         ``kind -> (calls per iteration, payload bytes per call)``.
+    ordered_sums : bool
+        Floating-point allreduces were summed in rank order.
     """
 
     command: str
@@ -305,6 +325,7 @@ class Profile:
     comm_s: float
     wall_s: float
     collectives: dict
+    ordered_sums: bool = False
 
     @property
     def nodes(self):
@@ -333,7 +354,7 @@ class Profile:
                    ranks_per_node=tuple(int(r) for r in report["ranks_per_node"]),
                    iterations=int(report["iterations"]), compute_s=report["compute_s"]["max"],
                    comm_s=report["comm_s"]["max"], wall_s=report["wall_s"]["max"],
-                   collectives=collectives)
+                   collectives=collectives, ordered_sums=bool(report.get("ordered_sums", False)))
 
 
 def _command_of(params):
@@ -464,7 +485,8 @@ def predict(profile, nodes, network, shm=SHARED_MEMORY, ranks_per_node=None, wea
         wait, algorithms = 0.0, {}
         for kind, (calls, nbytes) in sorted(profile.collectives.items()):
             payload = nbytes * growth if weak and kind in GATHERED else nbytes
-            seconds, how = collective_seconds(kind, payload, n_nodes, per_node, net, shm, large)
+            seconds, how = collective_seconds(kind, payload, n_nodes, per_node, net, shm, large,
+                                              profile.ordered_sums)
             wait += calls * seconds
             algorithms[kind] = how
         total = compute + wait

@@ -210,7 +210,9 @@ def test_scale_command_on_a_real_run(run_output, capsys):
     edr = scale.NETWORKS["ib-edr"]
     for row in rows[1:]:
         p = row["nodes"]
-        expected = 2 * scale.log2_ceil(p) * edr.alpha + 2 * (p - 1) / p * 8 * cols * edr.beta
+        # Comm sums floats in rank order: 8·cols·P bytes are short, so gathered whole.
+        assert prof.ordered_sums and p * 8 * cols <= scale.ORDERED_GATHER_BYTES
+        expected = scale.log2_ceil(p) * edr.alpha + (p - 1) * 8 * cols * edr.beta
         assert row["network_s"] == pytest.approx(expected)
     if HAVE_MATPLOTLIB:
         assert summary["chart"] == str(out)[:-3] + "-scale.png" and os.path.getsize(summary["chart"]) > 0
@@ -289,3 +291,17 @@ def test_kinds_of_the_node_aware_paths():
     assert scale.collective_seconds("send", n, 2, 1, NET, SHM)[0] == pytest.approx(NET.alpha + n * NET.beta)
     seconds, _ = scale.collective_seconds("alltoall", n, 4, 1, NET, SHM)
     assert seconds == pytest.approx(3 * NET.alpha + 0.75 * n * NET.beta)
+
+
+def test_rank_order_sums_cost_what_comm_does():
+    """A run that summed in rank order (Comm's default) is costed by that
+    algorithm, flat over all ranks: whole arrays gathered while short."""
+    from hpcml.comm import Comm
+
+    assert scale.ORDERED_GATHER_BYTES == Comm.ORDERED_GATHER_BYTES
+    short, long = 1024, 1 << 20
+    seconds, how = scale.collective_seconds("allreduce", short, 4, 2, NET, SHM, ordered=True)
+    assert how == "allreduce_rank_order"
+    assert seconds == pytest.approx(3 * NET.alpha + 7 / 8 * 8 * short * NET.beta)
+    seconds, _ = scale.collective_seconds("allreduce", long, 4, 2, NET, SHM, ordered=True)
+    assert seconds == pytest.approx(2 * 7 * NET.alpha + 2 * 7 / 8 * long * NET.beta)
