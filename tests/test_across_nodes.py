@@ -284,7 +284,20 @@ def test_communication_of_lasso(outputs):
         assert c["iterations"] >= 2 and c["bytes"]["max"] == 0 and c["calls"]["max"] == 0, c
 
 
-@pytest.mark.parametrize("method", runs.LP_METHODS)
+def test_communication_of_pdlp(outputs):
+    """LP by PDLP: each step allreduces Kᵀy with the step-size rule's one
+    scalar, 8(n+1) bytes in one call; every 64 steps the KKT evaluation adds
+    an allreduce of a few scalars and the certificate check one of Kᵀy (at
+    most 8(n+1) + 128 more bytes in two calls, spread over 64 steps)."""
+    n = 8
+    for folder in outputs[1].values():
+        nbytes, calls, c = _per_iteration(folder / "lp-pdlp.h5")
+        assert c["iterations"] >= 2 and set(c["collectives"]) == {"allreduce"}, c
+        assert 8 * (n + 1) <= nbytes <= 8 * (n + 1) + (8 * (n + 1) + 128) / 64, c
+        assert 1 <= calls <= 1 + 2 / 64, c
+
+
+@pytest.mark.parametrize("method", [m for m in runs.LP_METHODS if m != "pdlp"])
 def test_communication_of_lp(outputs, method):
     """LP (smoothed dual): each backtracking round of a dual iteration
     allreduces Aᵀy, 8n bytes, with its 8 scalars, 64 bytes; a fallback adds

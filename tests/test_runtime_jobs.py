@@ -69,14 +69,20 @@ SHIPPED = sorted(p.name for p in (Path(__file__).parent.parent / "jobs").glob("*
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_job_spec_is_valid(name):
-    """Each file in jobs/ is a step list naming existing specs, or a spec its subcommand accepts."""
+    """Each file in jobs/ is a step list naming existing specs, a pipeline, or a spec its subcommand accepts."""
     import tomllib
 
     from hpcml.cli import build_parser
 
     path = Path(__file__).parent.parent / "jobs" / name
     with open(path, "rb") as handle:
-        steps = tomllib.load(handle).get("steps")
+        table = tomllib.load(handle)
+    if "stages" in table:  # a pipeline: its stages' specs are checked as it loads
+        from hpcml import pipeline
+
+        assert pipeline.load(path)[1]
+        return
+    steps = table.get("steps")
     if steps is not None:
         assert steps and all((path.parent / step).is_file() for step in steps)
         return

@@ -342,6 +342,7 @@ def pdlp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, tol=1e-6, m
             # ‖Δy‖² rides on Kᵀy's allreduce: one collective per step.
             KTy_new, dy2 = op.rmatvec(y_new, dy2)
             iterations += 1
+            comm.mark_iteration()
             dx2, interaction = pdhg._movement(x_new, cur.x, KTy_new, cur.KTy)
             movement = 0.5 * omega * dx2 + 0.5 * dy2 / omega
             interaction = abs(interaction)

@@ -41,7 +41,9 @@ def data(d):
 
 
 SVD_METHODS = ("lanczos", "golub-kahan", "tsqr", "gram", "randomized")
-LP_METHODS = ("AT", "N83")
+#: The LP methods: PDLP (the default) and the smoothed conic dual with two of its algorithms.
+LP_METHODS = {"pdlp": ["--method", "pdlp"], "AT": ["--method", "scd", "--algorithm", "AT"],
+              "N83": ["--method", "scd", "--algorithm", "N83"]}
 LDA = ["--topics", 4, "--iterations", 30, "--heldout", 0.1, "--eval-every", 30]
 # The replicated layout whatever the node layout, dense exchanges (their
 # bytes are known in advance), two per sweep.
@@ -66,8 +68,8 @@ def jobs(d, out):
         listed.append((f"lasso-{mode}", ["lasso", "--input", lasso + ":/A", "--rhs", lasso + ":/b",
                                           "--lam-ratio", 0.1, "--mode", mode, "--tol", 1e-9,
                                           "--output", j(out, f"lasso-{mode}.h5")]))
-    for method in LP_METHODS:
-        listed.append((f"lp-{method}", ["lp", "--input", j(d, "lp.h5"), "--method", method,
+    for method, options in LP_METHODS.items():
+        listed.append((f"lp-{method}", ["lp", "--input", j(d, "lp.h5"), *options,
                                         "--output", j(out, f"lp-{method}.h5")]))
     listed += [
         ("lda", ["lda", "train", "--input", corpus, *LDA, "--output", j(out, "lda.h5")]),
