@@ -25,21 +25,17 @@ from hpcml import slurm
 
 try:
     from . import slurm_cluster
-    from .slurm_helpers import run_hpcml
+    from .slurm_helpers import TERMINAL, run_hpcml, unavailable
+    from .slurm_helpers import wait_job as slurm_wait_job
 except ImportError:
     import slurm_cluster
-    from slurm_helpers import run_hpcml
+    from slurm_helpers import TERMINAL, run_hpcml, unavailable
+    from slurm_helpers import wait_job as slurm_wait_job
 
 pytestmark = pytest.mark.mpi
 
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
-            "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
-
-
 def _unavailable(reason):
-    if os.environ.get("HPCML_REQUIRE_SLURM"):
-        pytest.fail(f"SLURM required (HPCML_REQUIRE_SLURM) but unavailable: {reason}")
-    pytest.skip(f"SLURM unavailable: {reason}")
+    unavailable("SLURM", reason)
 
 
 @pytest.fixture(scope="module")
@@ -57,25 +53,9 @@ def cluster(tmp_path_factory):
     c.stop()
 
 
-def job_fields(cluster, jid):
-    """``scontrol show job`` as a dict (the cluster keeps finished jobs for MinJobAge)."""
-    out = subprocess.run(["scontrol", "-o", "show", "job", str(jid)], env=cluster.env(),
-                         capture_output=True, text=True, timeout=30).stdout
-    return dict(w.split("=", 1) for w in out.split() if "=" in w)
-
-
 def wait_job(cluster, jid, timeout=90, until=TERMINAL):
     """Poll until the job's state is in ``until``; return its fields."""
-    deadline = time.monotonic() + timeout
-    while True:
-        fields = job_fields(cluster, jid)
-        if fields.get("JobState") in until:
-            return fields
-        if time.monotonic() > deadline:
-            subprocess.run(["scancel", str(jid)], env=cluster.env(), timeout=30)
-            pytest.fail(f"job {jid} not in {sorted(until)} after {timeout} s: {fields.get('JobState')} "
-                        f"| slurmctld: {cluster.log_tail('slurmctld')}")
-        time.sleep(0.2)
+    return slurm_wait_job(cluster, jid, timeout, until)
 
 
 def sbatch(cluster, cwd, *argv):

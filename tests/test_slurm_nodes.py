@@ -10,7 +10,6 @@ they fail instead.
 """
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -26,23 +25,19 @@ from hpcml import slurm
 
 try:
     from . import slurm_nodes
-    from .slurm_helpers import run_hpcml
+    from .slurm_helpers import TERMINAL, job_fields, run_hpcml, unavailable
+    from .slurm_helpers import wait_job as slurm_wait_job
 except ImportError:
     import slurm_nodes
-    from slurm_helpers import run_hpcml
+    from slurm_helpers import TERMINAL, job_fields, run_hpcml, unavailable
+    from slurm_helpers import wait_job as slurm_wait_job
 
 pytestmark = pytest.mark.mpi
 
 REPO = Path(__file__).resolve().parent.parent
 JOBS = REPO / "jobs"
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
-            "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
-
-
 def _unavailable(reason):
-    if os.environ.get("HPCML_REQUIRE_SLURM"):
-        pytest.fail(f"2-node SLURM cluster required (HPCML_REQUIRE_SLURM) but unavailable: {reason}")
-    pytest.skip(f"2-node SLURM cluster unavailable: {reason}")
+    unavailable("2-node SLURM cluster", reason)
 
 
 @pytest.fixture(scope="module")
@@ -71,23 +66,9 @@ def site(tmp_path_factory):
     return path
 
 
-def job_fields(cluster, jid):
-    out = subprocess.run(["scontrol", "-o", "show", "job", str(jid)], env=cluster.env(),
-                         capture_output=True, text=True, timeout=30).stdout
-    return dict(w.split("=", 1) for w in out.split() if "=" in w)
-
-
 def wait_job(cluster, jid, timeout=120, until=TERMINAL):
-    deadline = time.monotonic() + timeout
-    while True:
-        fields = job_fields(cluster, jid)
-        if fields.get("JobState") in until:
-            return fields
-        if time.monotonic() > deadline:
-            subprocess.run(["scancel", str(jid)], env=cluster.env(), timeout=30)
-            pytest.fail(f"job {jid} not in {sorted(until)} after {timeout} s: {fields.get('JobState')} "
-                        f"| slurmctld: {cluster.log_tail('slurmctld')} | {cluster.log_tail('slurmd')}")
-        time.sleep(0.2)
+    """Poll until the job's state is in ``until``; return its fields."""
+    return slurm_wait_job(cluster, jid, timeout, until)
 
 
 def logs(run_dir):
