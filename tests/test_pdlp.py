@@ -191,6 +191,25 @@ def test_presolve_reductions_keep_the_optimum_and_complete_multipliers(seed):
     assert out["marginals_ub"][2] == 0.0             # the empty row
 
 
+@pytest.mark.parametrize("dense", [False, True])
+def test_presolve_chain_is_undone_in_reverse_order(dense):
+    # Round 1: 2x₂ = 2 fixes x₂ = 1; round 2: x₀ + x₂ ≤ 3 is then the singleton x₀ ≤ 2. The
+    # postsolve gives that row x₀'s reduced cost first, then the equality x₂'s (which includes it).
+    lp = {"c": np.array([-2.0, -1.0, 0.5]), "A_eq": sp.csr_matrix([[0.0, 0.0, 2.0]]), "b_eq": np.array([2.0]),
+          "A_ub": sp.csr_matrix([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.0, 1.0, 0.0]]),
+          "b_ub": np.array([3.0, 5.0, 4.0]), "lower": np.zeros(3), "upper": np.full(3, np.inf)}
+    ref = highs(lp)
+    if dense:
+        lp.update(A_eq=lp["A_eq"].toarray(), A_ub=lp["A_ub"].toarray())
+    out = solve(lp, tol=1e-10)
+    assert out["status"] == "converged" and abs(out["objective"] - ref.fun) <= 1e-8
+    assert out["presolve"]["rounds"] >= 2 and out["presolve"]["rows_removed"] >= 2
+    np.testing.assert_allclose(out["marginals_eq"], ref.eqlin.marginals, atol=1e-7)
+    np.testing.assert_allclose(out["marginals_ub"], ref.ineqlin.marginals, atol=1e-7)
+    np.testing.assert_allclose(out["reduced_costs"], ref.lower.marginals + ref.upper.marginals, atol=1e-7)
+    assert relative_kkt(lp, out) <= 1e-9
+
+
 def test_presolve_off_gives_the_same_solution():
     lp = presolvable_lp(1)
     on, off = solve(lp, tol=1e-9), solve(lp, tol=1e-9, presolve=False)
