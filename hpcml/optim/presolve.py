@@ -117,9 +117,7 @@ def presolve(K, q, is_eq, c, lower, upper, comm, max_rounds=8, tol=1e-9):
                 farkas[i] = np.sign(q[i]) if is_eq[i] else 1.0
             pre.status = "infeasible"
             break
-        if empty.any():
-            rows &= ~empty
-            changed = True
+        rows &= ~empty
         # Singleton rows: bounds on their variable.
         single = rows & (counts == 1)
         ent = active & single[row_of]
@@ -148,9 +146,9 @@ def presolve(K, q, is_eq, c, lower, upper, comm, max_rounds=8, tol=1e-9):
             owner_round[side][t] = rounds
         lower = np.where(tighter["lo"], new_lo, lower)
         upper = np.where(tighter["up"], new_up, upper)
-        if single.any():
-            rows &= ~single
-        changed |= bool(comm.allreduce_scalar(float(single.sum())) > 0)
+        rows &= ~single
+        # Rows are local: whether any went is a global fact, so that all ranks run the same rounds.
+        changed |= comm.allreduce_scalar(float(empty.sum() + single.sum())) > 0
         crossing = cols & (lower > upper)
         close = crossing & (lower - upper <= tol * (1 + np.abs(lower) + np.abs(upper)))
         lower[close] = upper[close] = 0.5 * (lower[close] + upper[close])

@@ -4,6 +4,7 @@ import os
 import sys
 
 import numpy as np
+import scipy.sparse as sp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -66,6 +67,13 @@ for seed in range(2):
     ub = gathered(out, "marginals_ub")
     assert np.abs(ub[3:6] - ref.ineqlin.marginals[3:6]).max() <= 1e-6, (ub[3:6], ref.ineqlin.marginals[3:6])
     assert comm.allgather_obj(out["x"].tobytes()).count(out["x"].tobytes()) == p
+# An empty row as the only reduction, on one rank: every rank must run the same rounds.
+lp = general_lp(1, m_eq=p * 2 + 1, m_ub=2, n=12)
+lp.update(A_ub=sp.vstack([lp["A_ub"], sp.csr_matrix((1, 12))], format="csr"), b_ub=np.append(lp["b_ub"], 1.0))
+ref = highs(lp)
+out = solve(lp, tol=1e-9)
+assert ref.status == 0 and out["status"] == "converged", out["status"]
+assert out["presolve"]["rows_removed"] == 1 and abs(out["objective"] - ref.fun) <= 1e-6 * max(1.0, abs(ref.fun))
 for case in ("empty_row", "crossing"):
     lp = presolvable_lp(0, case)
     out = solve(lp)
