@@ -207,7 +207,7 @@ def transfer(pre, y, c):
         ``r = c − Kᵀy`` (replicated) on the original rows.
     """
     Kc, comm, offset, m = pre._Kc, pre._comm, pre._offset, pre._Kc.shape[0]
-    KT = Kc.T.tocsr()
+    KT = Kc.T                                   # a view: no copy of the matrix
     last = max(int(pre._owner_round["lo"].max()), int(pre._owner_round["up"].max()))
     for k in range(last, 0, -1):
         r = c - comm.allreduce(np.ascontiguousarray(KT @ y))
