@@ -59,7 +59,7 @@ def check_farkas(lp, out, tol=1e-6):
         g += lp["A_ub"].T @ d_ub
         rhs += lp["b_ub"] @ d_ub
     # max over the box of gᵀx: +inf terms (g toward an infinite bound) must vanish.
-    top = np.where(g > 0, lp["upper"], lp["lower"])
+    top = np.where(g > 0, lp["upper"], np.where(g < 0, lp["lower"], 0.0))
     infinite = (g != 0) & ~np.isfinite(top)
     finite_max = float(g[~infinite] @ top[~infinite]) if (~infinite).any() else 0.0
     margin = rhs - finite_max
@@ -104,3 +104,48 @@ def unbounded_lp(seed):
     lp["upper"] = np.append(lp["upper"], [np.inf, np.inf])
     assert lp["c"].size == n + 2
     return lp
+
+
+def presolvable_lp(seed, case="all"):
+    """A random LP with every presolve reduction in it, or one that the presolve alone decides.
+
+    ``case``: ``all`` (feasible, bounded: an empty row, singleton ≤ rows with
+    both signs, an equality singleton, a fixed variable, empty columns),
+    ``empty_row`` (infeasible: ``0 ≤ −1``), ``crossing`` (infeasible:
+    singleton bounds ``x₀ ≥ 2`` and ``x₀ ≤ 1`` on different rows),
+    ``unbounded_column`` (an empty column with ``c < 0``, no upper bound).
+    """
+    rng = np.random.default_rng(seed)
+    n, m = 9, 4
+    x_star = rng.uniform(0.5, 1.5, n)
+    dense = rng.standard_normal((m, n))
+    dense[:, 7:] = 0.0                              # x₇, x₈ appear in no row
+    A_eq = np.vstack([dense[:2], np.eye(n)[2] * 2.0])          # 2 x₂ = 3
+    b_eq = np.concatenate([dense[:2] @ x_star, [3.0]])
+    b_eq[:2] += 2.0 * dense[:2, 2] * (1.5 / 2.0 - x_star[2])  # consistent with x₂ = 1.5
+    ub_rows = [dense[2:], np.zeros((1, n)), -2.0 * np.eye(n)[0], 3.0 * np.eye(n)[1], -np.eye(n)[4]]
+    A_ub = np.vstack(ub_rows)
+    x_feas = x_star.copy()
+    x_feas[2] = 1.5
+    x_feas[3] = 1.0
+    b_ub = np.concatenate([dense[2:] @ x_feas + rng.uniform(0.1, 1.0, m - 2), [0.5], [-1.0], [6.0], [-0.25]])
+    lower, upper = np.zeros(n), np.full(n, np.inf)
+    lower[3] = upper[3] = 1.0                       # fixed
+    lower[5], upper[6] = -np.inf, 4.0
+    c = rng.uniform(-1.0, 1.0, n)
+    c[0], c[1], c[4] = 3.0, -2.0, 1.0               # push onto the singleton bounds x₀ ≥ ½, x₁ ≤ 2, x₄ ≥ ¼
+    c[7], c[8] = 0.7, 0.0
+    # Keep it bounded: x₅ free and x₆ ≤ 4 are held by ‖·‖∞-style ≤ rows.
+    A_ub = np.vstack([A_ub, np.eye(n)[5], -np.eye(n)[5], np.eye(n)[6] - np.eye(n)[5]])
+    b_ub = np.concatenate([b_ub, [5.0, 5.0, 6.0]])
+    A_ub[-1, 0] = 0.5
+    b_ub[-1] += 0.5 * 2.0
+    if case == "empty_row":
+        b_ub[m - 2] = -1.0
+    elif case == "crossing":
+        A_ub = np.vstack([A_ub, np.eye(n)[0]])
+        b_ub = np.concatenate([b_ub, [0.25]])
+    elif case == "unbounded_column":
+        c[8] = -1.0
+    return {"c": c, "A_eq": sp.csr_matrix(A_eq), "b_eq": b_eq, "A_ub": sp.csr_matrix(A_ub), "b_ub": b_ub,
+            "lower": lower, "upper": upper}

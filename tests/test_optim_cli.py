@@ -84,6 +84,38 @@ def test_lp_command_reads_mps_and_hdf5(tmp_path):
     assert abs(b_eq @ eq + b_ub @ ub - made["objective"]) <= 1e-5 * abs(made["objective"])
 
 
+# min x + 2y + 3z, x + y + z ≥ 4, x ≤ 3 (a singleton row), z fixed at ½: x = 3, y = ½, objective 5.5,
+# row multipliers 2 and −1 (the singleton row's recovered by the postsolve).
+PRESOLVABLE = """NAME PRE
+ROWS
+ N COST
+ G C1
+ L C2
+COLUMNS
+ X COST 1 C1 1
+ X C2 1
+ Y COST 2 C1 1
+ Z COST 3 C1 1
+RHS
+ RHS C1 4 C2 3
+BOUNDS
+ FX BND Z 0.5
+ENDATA
+"""
+
+
+def test_lp_command_reports_the_presolve(tmp_path):
+    (tmp_path / "p.mps").write_text(PRESOLVABLE)
+    got = summary(hpcml(2, "lp", "--input", tmp_path / "p.mps", "--json", "--output", tmp_path / "p.h5"))
+    assert got["status"] == "converged" and abs(got["objective"] - 5.5) <= 1e-6 * 5.5
+    assert got["presolve_rows_removed"] == 1 and got["presolve_columns_removed"] >= 1
+    with h5py.File(tmp_path / "p.h5", "r") as handle:
+        np.testing.assert_allclose(handle["marginals/rows"][()], [2.0, -1.0], atol=1e-6)
+        np.testing.assert_allclose(handle["reduced_costs"][()], [0.0, 0.0, 1.0], atol=1e-6)
+    got = summary(hpcml(1, "lp", "--input", tmp_path / "p.mps", "--json", "--no-presolve"))
+    assert "presolve_rows_removed" not in got and abs(got["objective"] - 5.5) <= 1e-6 * 5.5
+
+
 def test_lp_command_reports_infeasible_and_bad_mps(tmp_path):
     (tmp_path / "inf.mps").write_text(INFEASIBLE)
     got = summary(hpcml(2, "lp", "--input", tmp_path / "inf.mps", "--json"))

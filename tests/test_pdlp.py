@@ -14,7 +14,7 @@ from hpcml.optim import problems
 from hpcml.optim.pdlp import pdlp, precondition
 from hpcml.optim.synthetic import random_lp
 from lp_models import CLASSIC, INFEASIBLE, UNBOUNDED
-from lp_random import check_farkas, check_ray, general_lp, highs, infeasible_lp, unbounded_lp
+from lp_random import check_farkas, check_ray, general_lp, highs, infeasible_lp, presolvable_lp, unbounded_lp
 
 pytestmark = pytest.mark.numerics
 
@@ -169,6 +169,75 @@ def test_classic_infeasible_and_unbounded_models(tmp_path):
         (tmp_path / "m.mps").write_text(text)
         got = problems.solve_lp(read_lp(str(tmp_path / "m.mps"), COMM), COMM)
         assert got["status"] == status
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_presolve_reductions_keep_the_optimum_and_complete_multipliers(seed):
+    lp = presolvable_lp(seed)
+    ref = highs(lp)
+    out = solve(lp, tol=1e-9)
+    assert ref.status == 0 and out["status"] == "converged"
+    # The empty row, the four singleton rows and the two columns held only by them
+    # (x₀, x₂ fixed once bounded) and x₃, x₇, x₈: at least that much goes.
+    assert out["presolve"]["rows_removed"] >= 5 and out["presolve"]["columns_removed"] >= 4
+    assert abs(out["objective"] - ref.fun) <= 1e-7 * max(1.0, abs(ref.fun))
+    # Multipliers of the removed rows recovered: the KKT error recomputed on the original LP.
+    assert relative_kkt(lp, out) <= 2e-9
+    # The singleton rows x₀ ≥ ½ (−2x₀ ≤ −1), x₁ ≤ 2 (3x₁ ≤ 6), x₄ ≥ ¼ and 2x₂ = 3: HiGHS's multipliers,
+    # most of them active.
+    np.testing.assert_allclose(out["marginals_ub"][3:6], ref.ineqlin.marginals[3:6], atol=1e-6)
+    assert np.count_nonzero(np.abs(ref.ineqlin.marginals[3:6]) > 1e-3) >= 2
+    assert abs(out["marginals_eq"][2] - ref.eqlin.marginals[2]) <= 1e-6
+    assert out["marginals_ub"][2] == 0.0             # the empty row
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_presolve_chain_is_undone_in_reverse_order(dense):
+    # Round 1: 2x₂ = 2 fixes x₂ = 1; round 2: x₀ + x₂ ≤ 3 is then the singleton x₀ ≤ 2. The
+    # postsolve gives that row x₀'s reduced cost first, then the equality x₂'s (which includes it).
+    lp = {"c": np.array([-2.0, -1.0, 0.5]), "A_eq": sp.csr_matrix([[0.0, 0.0, 2.0]]), "b_eq": np.array([2.0]),
+          "A_ub": sp.csr_matrix([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.0, 1.0, 0.0]]),
+          "b_ub": np.array([3.0, 5.0, 4.0]), "lower": np.zeros(3), "upper": np.full(3, np.inf)}
+    ref = highs(lp)
+    if dense:
+        lp.update(A_eq=lp["A_eq"].toarray(), A_ub=lp["A_ub"].toarray())
+    out = solve(lp, tol=1e-10)
+    assert out["status"] == "converged" and abs(out["objective"] - ref.fun) <= 1e-8
+    assert out["presolve"]["rounds"] >= 2 and out["presolve"]["rows_removed"] >= 2
+    np.testing.assert_allclose(out["marginals_eq"], ref.eqlin.marginals, atol=1e-7)
+    np.testing.assert_allclose(out["marginals_ub"], ref.ineqlin.marginals, atol=1e-7)
+    np.testing.assert_allclose(out["reduced_costs"], ref.lower.marginals + ref.upper.marginals, atol=1e-7)
+    assert relative_kkt(lp, out) <= 1e-9
+
+
+def test_presolve_off_gives_the_same_solution():
+    lp = presolvable_lp(1)
+    on, off = solve(lp, tol=1e-9), solve(lp, tol=1e-9, presolve=False)
+    assert "presolve" not in off and off["status"] == on["status"] == "converged"
+    assert abs(on["objective"] - off["objective"]) <= 1e-7 * max(1.0, abs(off["objective"]))
+
+
+@pytest.mark.parametrize("case", ["empty_row", "crossing"])
+def test_presolve_proves_infeasibility_with_a_checked_farkas_ray(case):
+    lp = presolvable_lp(0, case)
+    assert highs(lp).status == 2
+    out = solve(lp)
+    assert out["status"] == "infeasible" and out["iterations"] == 0 and out["farkas"] > 0
+    check_farkas(lp, out)
+
+
+def test_presolve_empty_column_toward_an_infinite_bound_is_unbounded_once_feasible():
+    lp = presolvable_lp(0, "unbounded_column")
+    assert highs(lp).status == 3
+    out = solve(lp)
+    assert out["status"] == "unbounded" and out["primal_residual"] <= 1e-6
+    check_ray(lp, out["ray"])
+    np.testing.assert_array_equal(np.flatnonzero(out["ray"]), [8])
+    # The same column in an infeasible LP: infeasible, not unbounded.
+    lp["b_ub"][4] = -1.0
+    out = solve(lp)
+    assert out["status"] == "infeasible"
+    check_farkas(lp, out)
 
 
 @pytest.mark.parametrize("ranks", [2, 3])

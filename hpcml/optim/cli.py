@@ -67,6 +67,9 @@ def register(subparsers, common):
                          "(default 1e-6)")
     lp.add_argument("--max-iter", type=options.non_negative_int, default=100000,
                     help="pdlp: PDHG step limit (default 100000)")
+    lp.add_argument("--no-presolve", dest="presolve", action="store_false",
+                    help="pdlp: solve the LP as given (default: drop empty rows and columns, turn singleton "
+                         "rows into bounds, remove fixed variables first)")
     scd = lp.add_argument_group("scd")
     scd.add_argument("--mu", type=float, default=1e-3, help="smoothing weight μ (default 1e-3)")
     scd.add_argument("--algorithm", choices=METHODS, default="AT",
@@ -224,7 +227,11 @@ def run_lp(args, comm):
     problem = read_lp(args.input, comm, args.mps_format, args.relax)
     result = problems.solve_lp(problem, comm, method=args.method, tol=args.tol, max_iter=args.max_iter,
                                mu=args.mu, algorithm=args.algorithm, max_outer=args.max_outer,
-                               inner_max=args.inner_max)
+                               inner_max=args.inner_max, presolve=args.presolve)
+    if "presolve" in result:
+        pre = result["presolve"]
+        log.info("lp: presolve removed %d row(s) and %d column(s) in %d round(s)",
+                 pre["rows_removed"], pre["columns_removed"], pre["rounds"])
     summary = _report("lp", result, args, comm)
     integer = problem.model.n_integer if problem.model is not None else 0
     if integer:
@@ -236,6 +243,9 @@ def run_lp(args, comm):
         summary.update(mu=args.mu, algorithm=args.algorithm)
     else:
         summary.update(restarts=result["restarts"])
+        if "presolve" in result:
+            summary.update(presolve_rows_removed=result["presolve"]["rows_removed"],
+                           presolve_columns_removed=result["presolve"]["columns_removed"])
     small = {"reduced_costs": result["reduced_costs"]}
     if "marginals_rows" in result:
         small["marginals/rows"] = result["marginals_rows"]

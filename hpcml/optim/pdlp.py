@@ -46,6 +46,7 @@ import scipy.sparse as sp
 
 from hpcml.errors import InputError
 from hpcml.kernels import pdhg
+from hpcml.optim import presolve as _presolve
 
 #: Steps between two KKT evaluations (PDLP's default).
 EVALUATE_EVERY = 64
@@ -215,7 +216,7 @@ def _box_minimum(r, lower, upper):
 
 
 def pdlp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, tol=1e-6, max_iter=100000,
-         certificate_tol=None, ruiz_iterations=10, comm=None, callback=None):
+         certificate_tol=None, ruiz_iterations=10, comm=None, callback=None, presolve=True):
     """``minimise cᵀx`` s.t. ``A_eq x = b_eq``, ``A_ub x ≤ b_ub``, ``lower ≤ x ≤ upper`` by PDLP.
 
     Parameters
@@ -278,13 +279,113 @@ def pdlp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, tol=1e-6, m
                "lp: a lower bound of +inf or an upper bound of -inf")
     certificate_tol = tol if certificate_tol is None else certificate_tol
     prob = _Problem(c, mats, lower, upper, comm)
-    Ks, Dr, Dc = precondition(prob.K, comm, ruiz_iterations)
+    settings = dict(tol=tol, max_iter=max_iter, certificate_tol=certificate_tol,
+                    ruiz_iterations=ruiz_iterations, callback=callback)
+    if not presolve:
+        out = _solve(prob.K, prob.q, prob.is_eq, c, lower, upper, comm, **settings)
+        return _result(out, mats, start, None)
+    pre = _presolve.presolve(prob.K, prob.q, prob.is_eq, c, lower, upper, comm)
+    return _result(_solve_presolved(prob, pre, settings), mats, start, pre)
+
+
+def _solve_presolved(prob, pre, settings):
+    """Solve the reduced LP of ``pre`` and map its point, multipliers and certificates back to ``prob``."""
+    comm, c, lower, upper = prob.comm, prob.c, prob.lower, prob.upper
+    norms = (math.sqrt(comm.allreduce_scalar(float(prob.q @ prob.q))), float(np.linalg.norm(c)))
+    if pre.status == "infeasible":
+        # Found by the presolve itself: no PDHG step.
+        out = {"x": np.clip(np.zeros(prob.n), lower, upper), "y": np.zeros(prob.q.shape[0]),
+               "status": "infeasible", "found": {"ray_rows": pre.farkas}, "iterations": 0, "restarts": 0,
+               "history": {}}
+    else:
+        c_red = np.zeros_like(pre.c) if pre.status == "unbounded" else pre.c
+        solve = _solve if pre.c.shape[0] else _solve_nothing
+        out = solve(pre.K, pre.q, pre.is_eq, c_red, pre.lower, pre.upper, comm, norms=norms,
+                     constant=pre.constant, **settings)
+        out["x"], out["y"] = _presolve.expand(pre, out["x"], out["y"])
+        found = out["found"]
+        if "ray" in found:
+            ray = np.zeros(prob.n)
+            ray[pre.cols] = found["ray"]
+            found["ray"] = ray
+        if "ray_rows" in found:
+            found["ray_rows"] = _presolve.expand(pre, np.zeros(pre.c.shape[0]), found["ray_rows"])[1]
+        if pre.status == "unbounded":
+            # The reduced LP was solved for feasibility (c = 0): an empty column's ray is then a proof.
+            status = {"converged": "unbounded", "infeasible": "infeasible"}.get(out["status"], "max_iterations")
+            if status == "unbounded":
+                found.update(ray=pre.ray, descent=float(c @ pre.ray) / float(np.linalg.norm(pre.ray)))
+            out["status"] = status
+    found = out["found"]
+    if "ray_rows" in found:
+        d, _ = _presolve.transfer(pre, found["ray_rows"], np.zeros(prob.n))
+        found["ray_rows"] = d
+        margin, infinite, norm = _farkas_margin(prob, d)
+        if margin > 0 and infinite <= settings["certificate_tol"] * margin:
+            found["farkas"] = margin / norm
+        else:
+            # The mapped certificate does not hold on the original LP: no claim.
+            out["status"] = "max_iterations"
+            found.clear()
+    y, reduced = _presolve.transfer(pre, out["y"], c)
+    m = _measures_original(prob, out["x"], y, reduced, norms)
+    if out["status"] == "converged" and max(m["rel"]) > settings["tol"]:
+        out["status"] = "max_iterations"
+    out.update(y=y, reduced=reduced, rel=m["rel"], pobj=m["pobj"], dobj=m["dobj"])
+    return out
+
+
+def _solve_nothing(K, q, is_eq, c, lower, upper, comm, norms, constant, **settings):
+    """Every column removed: the point is known (its KKT error on the original LP is measured after)."""
+    return {"x": np.zeros(0), "y": np.zeros(q.shape[0]), "status": "converged", "found": {}, "iterations": 0,
+            "restarts": 0, "history": {}}
+
+
+def _farkas_margin(prob, d):
+    """``qᵀd + min_{l≤x≤u} (−Kᵀd)ᵀx`` (finite part), the norm of its infinite part, and ‖d‖."""
+    comm = prob.comm
+    KTd = comm.allreduce(np.ascontiguousarray(prob.K.T @ d, dtype=np.float64))
+    sums = comm.allreduce(np.array([prob.q @ d, d @ d], dtype=np.float64))
+    finite, infinite = _box_minimum(-KTd, prob.lower, prob.upper)
+    return sums[0] + finite, infinite, math.sqrt(sums[1])
+
+
+def _measures_original(prob, x, y, reduced, norms):
+    """PDLP's relative KKT pieces of ``(x, y)`` on the original LP, ``reduced = c − Kᵀy``."""
+    comm, c, lower, upper = prob.comm, prob.c, prob.lower, prob.upper
+    res = prob.q - prob.K @ x
+    res = np.where(prob.is_eq, res, np.maximum(res, 0.0))
+    sums = comm.allreduce(np.array([res @ res, prob.q @ y], dtype=np.float64))
+    lam = _project_reduced_costs(reduced, lower, upper)
+    pobj = float(c @ x)
+    dobj = sums[1] + _bound_term(lam, lower, upper)
+    gap = abs(pobj - dobj)
+    rel = (math.sqrt(sums[0]) / (1 + norms[0]), float(np.linalg.norm(reduced - lam)) / (1 + norms[1]),
+           gap / (1 + abs(pobj) + abs(dobj)))
+    return dict(rel=rel, pobj=pobj, dobj=dobj)
+
+
+def _solve(K, q, is_eq, c, lower, upper, comm, tol, max_iter, certificate_tol, ruiz_iterations, callback,
+           norms=None, constant=0.0):
+    """PDLP on ``min cᵀx + constant, K x (=|≥) q, l ≤ x ≤ u`` (this rank's rows of K); collective.
+
+    ``norms`` (‖q‖, ‖c‖) of the LP the tolerances are relative to (default
+    this one's).  Returns ``x``, ``y`` (this rank's rows, ``y_ub ≥ 0``),
+    ``reduced`` (``c − Kᵀy``), ``status``, ``found`` (certificates: ``ray_rows``
+    and ``farkas``, or ``ray`` and ``descent``), ``rel``, ``pobj``, ``dobj``,
+    ``iterations``, ``restarts``, ``history``.
+    """
+    start = time.perf_counter()
+    n = c.shape[0]
+    Ks, Dr, Dc = precondition(K, comm, ruiz_iterations)
     op = _Products(Ks, comm)
-    is_eq, q = np.ascontiguousarray(prob.is_eq), np.ascontiguousarray(prob.q)
+    is_eq, q = np.ascontiguousarray(is_eq), np.ascontiguousarray(q, dtype=np.float64)
     cs, qs = Dc * c, Dr * q
     ls, us = lower / Dc, upper / Dc
     q_norm = math.sqrt(comm.allreduce_scalar(float(q @ q)))
     c_norm = float(np.linalg.norm(c))
+    if norms is not None:
+        q_norm, c_norm = norms
     qs_norm = math.sqrt(comm.allreduce_scalar(float(qs @ qs)))
     cs_norm = float(np.linalg.norm(cs))
     max_entry = comm.allreduce_scalar(float(abs(Ks).max() if Ks.shape[0] and (
@@ -300,8 +401,8 @@ def pdlp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, tol=1e-6, m
         comm.allreduce(sums)
         r = c - p.KTy / Dc
         lam = _project_reduced_costs(r, lower, upper)
-        pobj = float(c @ x)
-        dobj = sums[2] + _bound_term(lam, lower, upper)
+        pobj = float(c @ x) + constant
+        dobj = sums[2] + _bound_term(lam, lower, upper) + constant
         dres, dres_s = r - lam, Dc * (r - lam)
         gap = abs(pobj - dobj)
         rel = (math.sqrt(sums[0]) / (1 + q_norm), float(np.linalg.norm(dres)) / (1 + c_norm),
@@ -404,33 +505,42 @@ def pdlp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, tol=1e-6, m
     if status == "ray":
         # A primal ray proves unboundedness only with a feasible point: look for
         # one (the same LP with c = 0) in the steps left.
-        feasible = pdlp(np.zeros(n), A_eq, b_eq, A_ub, b_ub, (lower, upper), tol=tol,
-                        max_iter=max(max_iter - iterations, 1), ruiz_iterations=ruiz_iterations, comm=comm)
+        feasible = _solve(K, q, is_eq, np.zeros(n), lower, upper, comm, tol=tol,
+                          max_iter=max(max_iter - iterations, 1), certificate_tol=certificate_tol,
+                          ruiz_iterations=ruiz_iterations, callback=None, norms=norms)
         iterations += feasible["iterations"]
         status = {"converged": "unbounded", "infeasible": "infeasible"}.get(feasible["status"],
                                                                          "max_iterations")
         if status != "max_iterations":
-            found.update({k: v for k, v in feasible.items() if k.startswith("farkas")})
+            found.update({k: v for k, v in feasible["found"].items() if k in ("farkas", "ray_rows")})
             if status == "infeasible":
                 found.pop("ray")
                 found.pop("descent")
             # Report the feasible point, measured on the LP itself.
             cur = _Point(feasible["x"] / Dc, cur.y, op.matvec(feasible["x"] / Dc), cur.KTy)
     point, m = best if status in ("converged", "max_iterations") else (cur, measures(cur))
-    x = Dc * point.x
-    y = Dr * point.y
-    reduced = c - point.KTy / Dc
-    primal, dual, gap = m["rel"]
+    return {"x": Dc * point.x, "y": Dr * point.y, "reduced": c - point.KTy / Dc, "status": status,
+            "found": found, "rel": m["rel"], "pobj": m["pobj"], "dobj": m["dobj"], "iterations": iterations,
+            "restarts": restarts, "history": history, "seconds": time.perf_counter() - start}
+
+
+def _result(out, mats, start, pre):
+    """The public result of :func:`pdlp` from a solve's ``out`` (multipliers split per matrix, HiGHS's signs)."""
+    primal, dual, gap = out["rel"]
     result = {
-        "x": x, "objective": m["pobj"], "dual_objective": m["dobj"], "primal_residual": primal,
-        "dual_residual": dual, "gap": gap, "kkt": max(primal, dual, gap), "iterations": iterations,
-        "restarts": restarts, "outer": restarts, "status": status, "method": "pdlp",
-        "history": history, "reduced_costs": reduced,
+        "x": out["x"], "objective": out["pobj"], "dual_objective": out["dobj"], "primal_residual": primal,
+        "dual_residual": dual, "gap": gap, "kkt": max(primal, dual, gap), "iterations": out["iterations"],
+        "restarts": out["restarts"], "outer": out["restarts"], "status": out["status"], "method": "pdlp",
+        "history": out["history"], "reduced_costs": out["reduced"],
         "seconds": time.perf_counter() - start,
     }
+    if pre is not None:
+        result["presolve"] = {"rows_removed": pre.rows_removed, "columns_removed": pre.cols_removed,
+                              "rounds": pre.rounds}
+    found = dict(out["found"])
     ray_rows = found.pop("ray_rows", None)
-    farkas = {k: found.pop(k) for k in ("farkas_eq", "farkas_ub") if k in found}
     result.update(found)
+    y = out["y"]
     offset = 0
     for A, _, kind in mats:
         part = y[offset:offset + A.local_rows]
@@ -442,7 +552,6 @@ def pdlp(c, A_eq=None, b_eq=None, A_ub=None, b_ub=None, bounds=None, tol=1e-6, m
             ray = ray_rows[offset:offset + A.local_rows]
             result[f"farkas_{kind}"] = ray.copy() if kind == "eq" else -ray
         offset += A.local_rows
-    result.update(farkas)
     return result
 
 

@@ -485,7 +485,7 @@ LP_METHODS = ("pdlp", "scd")
 
 
 def solve_lp(problem, comm, method="pdlp", tol=1e-6, max_iter=100000, mu=1e-3, algorithm="AT",
-             max_outer=500, inner_max=2000):
+             max_outer=500, inner_max=2000, presolve=True):
     """Solve an LP as :func:`hpcml.io.lp.read_lp` reads it and report it in the model's own terms.
 
     Parameters
@@ -499,6 +499,8 @@ def solve_lp(problem, comm, method="pdlp", tol=1e-6, max_iter=100000, mu=1e-3, a
         ``algorithm``, ``max_outer`` and ``inner_max``).
     tol : float
         Relative tolerance (each method's own measures).
+    presolve : bool
+        ``pdlp``: reduce the LP first (:mod:`hpcml.optim.presolve`).
 
     Returns
     -------
@@ -515,7 +517,7 @@ def solve_lp(problem, comm, method="pdlp", tol=1e-6, max_iter=100000, mu=1e-3, a
         from hpcml.optim.pdlp import pdlp
 
         result = pdlp(problem.c, problem.A_eq, problem.b_eq, problem.A_ub, problem.b_ub, problem.bounds,
-                      tol=tol, max_iter=max_iter, comm=comm)
+                      tol=tol, max_iter=max_iter, comm=comm, presolve=presolve)
     elif method == "scd":
         result = lp(problem.c, problem.A_eq, problem.b_eq, problem.A_ub, problem.b_ub, problem.bounds,
                     mu=mu, method=algorithm, tol=tol, max_outer=max_outer, inner_max=inner_max, comm=comm)
