@@ -3,7 +3,8 @@
 Draws one corpus from a known LDA model (HDF5; every rank reads only its
 documents), then runs, interleaved and ``--repeats`` times (medians):
 
-* ``1 rank``: one process, the plain sampler (the baseline);
+* ``1 rank``: one process (the baseline); every row samples by MH, the
+  model layout's sampler;
 * ``2 nodes x 1, model``: two ranks on two emulated nodes
   (``MPIR_CVAR_NUM_CLIQUES=2``), word blocks travelling around the ring;
 * ``2 nodes x 1, replicated``: the same ranks, each holding every count;
@@ -66,7 +67,8 @@ def worker(args):
     comm = Comm.world()
     corpus, _ = load_corpus(args.corpus, comm)
     before = rss_mb()
-    model = LDA(args.topics, alpha=ALPHA, beta=BETA, seed=1, layout=args.layout)
+    # One sampler for every row (the model layout's), so the rows compare layouts only.
+    model = LDA(args.topics, alpha=ALPHA, beta=BETA, seed=1, layout=args.layout, sampler="mh")
     model.setup(corpus, comm)
     comm.barrier()
     tic = time.perf_counter()
