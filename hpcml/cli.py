@@ -201,7 +201,7 @@ def main(argv=None):
             return _demo(args)
         if args.command == "run":
             args = _expand_job(root, args)
-    except HpcmlError as exc:
+    except (HpcmlError, stop.Stopped) as exc:
         if launcher_rank() == 0:
             print(f"{exc.prefix}{exc}", file=sys.stderr)
         return exc.exit_code

@@ -239,7 +239,7 @@ def run_job(args, comm):
                 check_paths(args)
         summary = args.handler(args, comm) or {}
         report = comm.timing_report()
-    except HpcmlError as exc:
+    except (HpcmlError, stop.Stopped) as exc:
         if not exc.collective and not comm.failed_together():
             abort(exc.exit_code, f"{exc.prefix}{exc} (rank {comm.rank})")
         if comm.rank == 0:

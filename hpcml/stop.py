@@ -17,17 +17,24 @@ SIGKILL.  A job spends it one of two ways:
 
 import signal
 
-from hpcml.errors import HpcmlError
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 _seen = []
 
 
-class Stopped(HpcmlError):
-    """A stop signal ended a job that had nothing to save; exit ``128 + signum``."""
+class Stopped(BaseException):
+    """A stop signal ended a job that had nothing to save; exit ``128 + signum``.
+
+    A ``BaseException``, as ``KeyboardInterrupt`` is: it is raised by the
+    signal handler wherever the job happens to be, and a library's
+    ``except Exception`` there (numpy's ``norm`` turns any exception met
+    while reading ``axis`` into a ``TypeError``) must not make it another
+    error.
+    """
 
     prefix = "hpcml: "
+    collective = False
 
     def __init__(self, signum, why):
         super().__init__(f"stopped by {signal.Signals(signum).name}; {why}")

@@ -319,9 +319,16 @@ def test_local_sweep_stopped_by_a_signal_resumes_to_the_same_result(tmp_path, ma
                             env={**os.environ, "HPCML_SLURM_CONFIG": os.devnull})
     try:
         # The long point's loop runs with its stop handlers in place (it wrote
-        # a first checkpoint).
+        # a first checkpoint), and the short point has ended (else, on a slow
+        # machine, the signal stops it too and it saves a checkpoint as well).
         deadline = time.monotonic() + 120
-        while not list((tmp_path / "sw" / "points" / "1" / "checkpoints").glob("ckpt-*")):
+
+        def short_done():
+            return (tmp_path / "sw" / "points" / "0" / "events.log").exists() and \
+                sweep.status(tmp_path / "sw")[0]["state"] == "done"
+
+        while not (list((tmp_path / "sw" / "points" / "1" / "checkpoints").glob("ckpt-*"))
+                   and short_done()):
             assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
